@@ -1,0 +1,1 @@
+"""The in-repo BERT encoder: model, tokenizer, data, training, embedding, checkpoint io."""

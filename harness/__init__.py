@@ -1,0 +1,3 @@
+"""versebench harness: corpus, query sets, runner, metrics, reports, gate, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,35 @@
+"""Where versebench keeps its caches, and atomic writes (temp file + rename) for everything it produces."""
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    """The cache directory: `$VERSEBENCH_HOME`, default `~/.cache/versebench`."""
+    p = Path(os.environ.get("VERSEBENCH_HOME") or Path.home() / ".cache" / "versebench")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file sits beside the target so the rename never crosses filesystems.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
