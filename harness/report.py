@@ -1,0 +1,170 @@
+"""Reports: the JSON every stage after evaluation reads, and its markdown and terminal renderings."""
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import BadInput, at
+from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS
+from harness.paths import REPO, atomic_write_text
+
+SIG_P = 0.05
+SUPERSCRIPT = dict(zip("abcdefghijklmnopqrstuvwxyz", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖqʳˢᵗᵘᵛʷˣʸᶻ"))
+
+
+def git_commit() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
+    run_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    return {
+        "meta": {
+            "versebench": __version__,
+            "git": git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "corpus": {"id": corpus.corpus_id, "translation": corpus.translation, "scope": corpus.scope,
+                       "verses": len(corpus)},
+            "run": run_cfg,
+            "retrievers": configs,
+            "checkpoint_sha256": {n: c.get("checkpoint_sha256") for n, c in configs.items()
+                                  if c.get("checkpoint_sha256")},
+            "sets": {s.name: {"version": s.version, "queries": len(s.queries), "split": s.meta.get("split"),
+                              "kind": s.meta.get("kind")} for s in sets},
+            "timings": timings,
+        },
+        "results": {},
+        "per_query": {},
+        "significance": {},
+    }
+
+
+def load_report(path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    try:
+        rep = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise at(path, None, "no such report") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise at(path, None, f"not a valid report JSON ({e})") from None
+    for key in ("meta", "results"):
+        if key not in rep:
+            raise at(path, None, f"not a versebench report (no {key!r})")
+    return rep
+
+
+def metrics_of(results_for_set: dict) -> list[str]:
+    present = {m for r in results_for_set.values() for m in r}
+    return [m for m in (*METRICS, *DISTRACTOR_METRICS) if m in present]
+
+
+def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) -> str:
+    """Superscript letters of the rows this row beats significantly (p < 0.05) on this metric."""
+    letters = ""
+    for i, other in enumerate(names):
+        p = sig.get(metric, {}).get(name, {}).get(other)
+        if other == name or p is None or p >= SIG_P:
+            continue
+        a, b = results[name].get(metric), results[other].get(metric)
+        better = (a < b) if metric in LOWER_IS_BETTER else (a > b)
+        if better:
+            letters += SUPERSCRIPT[chr(ord("a") + i)]
+    return letters
+
+
+def set_table_rows(report: dict, set_name: str) -> tuple[list[str], list[list[str]]]:
+    res = report["results"][set_name]
+    names = list(res)
+    ms = metrics_of(res)
+    sig = report.get("significance", {}).get(set_name, {})
+    best = {}
+    for m in ms:
+        vals = [res[n][m] for n in names if m in res[n]]
+        best[m] = (min if m in LOWER_IS_BETTER else max)(vals)
+    rows = []
+    for i, n in enumerate(names):
+        cells = [f"{chr(ord('a') + i)}", n]
+        for m in ms:
+            v = res[n].get(m)
+            txt = "" if v is None else f"{v:.3f}"
+            if v is not None and v == best[m] and len(names) > 1:
+                txt = f"**{txt}**"
+            cells.append(txt + markers(sig, m, n, names, res))
+        rows.append(cells)
+    return ["", "retriever", *ms], rows
+
+
+def to_markdown(report: dict, title: str = "versebench run") -> str:
+    meta = report["meta"]
+    lines = [f"# {title}", "",
+             f"Corpus `{meta['corpus']['id']}` ({meta['corpus']['verses']} verses), k={meta['run']['k']}, "
+             f"versebench {meta['versebench']} at `{(meta['git']['commit'] or 'unknown')[:10]}`"
+             f"{' (dirty)' if meta['git']['dirty'] else ''}, {meta['date']}.", "",
+             f"Superscript letters: the row is better than those rows with p < {SIG_P} "
+             f"(ranx paired {meta['run']['stat_test']} test). Bold: best in column.", ""]
+    for s in report["results"]:
+        info = meta["sets"].get(s, {})
+        lines += [f"## {s} ({info.get('queries', '?')} queries)", ""]
+        header, rows = set_table_rows(report, s)
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    t = meta.get("timings", {})
+    if t:
+        lines += ["## Timings", "", "| retriever | build s | search s (all sets) |", "|---|---|---|"]
+        lines += [f"| {n} | {v['build_s']:.2f} | {sum(v['search_s'].values()):.2f} |" for n, v in t.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, folder: Path) -> None:
+    atomic_write_text(Path(folder) / "report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(Path(folder) / "report.md", to_markdown(report))
+
+
+def print_tables(report: dict, console) -> None:
+    from rich.table import Table
+
+    for s in report["results"]:
+        header, rows = set_table_rows(report, s)
+        info = report["meta"]["sets"].get(s, {})
+        table = Table(title=f"{s} ({info.get('queries', '?')} queries)", title_justify="left")
+        for h in header:
+            table.add_column(h, justify="left" if h in ("", "retriever") else "right")
+        for r in rows:
+            table.add_row(*[c.replace("**", "") for c in r])
+        console.print(table)
+
+
+def require_same_basis(a: dict, b: dict, a_name: str, b_name: str) -> None:
+    """Refuse to compare reports made on different corpora or different versions of a set."""
+    ca, cb = a["meta"]["corpus"]["id"], b["meta"]["corpus"]["id"]
+    if ca != cb:
+        raise BadInput(f"{b_name}: corpus {cb} differs from {a_name}'s {ca}; numbers are not comparable")
+    for s, info in b["meta"].get("sets", {}).items():
+        other = a["meta"].get("sets", {}).get(s)
+        if other and other.get("version") != info.get("version"):
+            raise BadInput(f"{b_name}: set {s!r} version {info.get('version')} differs from {a_name}'s "
+                           f"{other.get('version')}; judgments changed")
