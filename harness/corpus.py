@@ -32,8 +32,10 @@ inline tags vanish, entities are unescaped, the pilcrow is dropped and whitespac
 glossary to Rev 22:21: the verse is cut at the glossary div. pythonbible's text starts each verse with its number
 ("16. ") and marks supplied words with brackets ("Peace [be] unto thee"): both are removed, the words kept.
 
-Cache: `home()/corpus/<translation>.jsonl` (one {"id","text"} per verse, whole Bible) plus
-`<translation>.manifest.json`, written atomically (text first, manifest last). The manifest records a build key
+Cache: `home()/corpus/<translation>.tsv` (`id<TAB>text` per verse, whole Bible, canonical order: exactly the bytes
+whose sha256 is the content hash; a scope is one byte range of it, OT then NT) plus `<translation>.manifest.json`
+(sources, versions, per-scope byte ranges, sha256s and counts), written atomically (text first, manifest last).
+A scope whose bytes do not hash to the manifest's value is rebuilt. corpus_id = `<translation>-<scope>-<sha[:12]>`. The manifest records a build key
 (hash of the source versions and of this file's own code, so a changed cleaner rebuilds); a mismatch rebuilds.
 """
 
@@ -53,7 +55,7 @@ from pathlib import Path
 
 from harness.books import BOOKS, NT_BOOKS, SCOPES, books_for
 from harness.errors import BadInput, at
-from harness.paths import atomic_write_text, home
+from harness.paths import atomic_write_bytes, atomic_write_text, home
 
 TRANSLATIONS = ("web", "kjv", "asv", "ylt", "dar")
 
@@ -96,7 +98,10 @@ class Corpus:
 _CUT = re.compile(r"<(note|title|speaker)\b[^>]*?(?<!/)>.*?</\1\s*>", re.S)
 _BREAK = re.compile(r"</?(?:l|lg|lb|p|div|milestone|chapter|verse|br|list|item|row|cell|table|head)\b[^>]*>")
 _TAG = re.compile(r"<[^>]*>")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?)\]])")
+_CUT_MARK = "\x00"
+# A cut note before punctuation ("offspring<note/>.", "coins <note/> ?") leaves nothing, with the spaces around
+# it; anywhere else it leaves one space ("born<note/>Son").
+_MARK_BEFORE_PUNCT = re.compile(r"\s*" + _CUT_MARK + r"[\s" + _CUT_MARK + r"]*(?=[,.;:!?)\]”’]|$)")
 _WS = re.compile(r"\s+")
 
 
@@ -105,22 +110,23 @@ def clean_osis(raw: str) -> str:
     cut = raw.find('type="glossary"')
     if cut >= 0:
         raw = raw[: raw.rfind("<", 0, cut)]
-    s = _CUT.sub(" ", raw)
+    s = _CUT.sub(_CUT_MARK, raw)
     s = _BREAK.sub(" ", s)
     s = _TAG.sub("", s)
+    s = _MARK_BEFORE_PUNCT.sub("", s).replace(_CUT_MARK, " ")
     s = html.unescape(s).replace("\u00b6", " ")
-    s = _WS.sub(" ", s)
-    # A cut note right before punctuation leaves "word ." behind.
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", s).strip()
+    return _WS.sub(" ", s).strip()
 
 
 _VERSE_NUMBER = re.compile(r"^\s*\d+\.\s*")
+_BRACKET_AFTER_PUNCT = re.compile(r"(?<=[.,;:!?])\[")
 
 
 def clean_plain(raw: str) -> str:
     """pythonbible plain text of one verse ("16. For God [so] loved") -> plain text."""
     s = _VERSE_NUMBER.sub("", raw, count=1)
-    s = s.replace("[", "").replace("]", "").replace("\u00b6", " ")
+    # ASV writes "in God.[Selah]": the bracket is the only separator there.
+    s = _BRACKET_AFTER_PUNCT.sub(" ", s).replace("[", "").replace("]", "").replace("\u00b6", " ")
     s = _WS.sub(" ", html.unescape(s)).strip()
     # Darby marks verses it leaves out with this text instead of leaving them empty.
     return "" if s == "Not available" else s
@@ -305,60 +311,70 @@ def _build_key(source: dict) -> str:
 
 def cache_paths(translation: str) -> tuple[Path, Path]:
     d = home() / "corpus"
-    return d / f"{translation}.jsonl", d / f"{translation}.manifest.json"
+    return d / f"{translation}.tsv", d / f"{translation}.manifest.json"
 
 
-def build(translation: str) -> tuple[list[tuple[str, str]], dict]:
-    """Read and clean a whole Bible (66 books) from its source and cache it; returns (pairs, manifest)."""
+def build(translation: str) -> tuple[bytes, dict]:
+    """Read and clean a whole Bible (66 books) from its source and cache it; returns (content, manifest)."""
     _check(translation, "all")
     source = source_info(translation)
     pairs, notes = _read_sword(source["module"]) if source["kind"] == "sword" else _read_pythonbible(translation)
-    counts = {s: sum(1 for d, _ in pairs if d.split(".", 1)[0] in set(books_for(s))) for s in ("nt", "ot")}
+    content = _content(pairs)
+    scopes, start = {}, 0
+    # OT then NT: each scope is one contiguous byte range of the canonical-order file.
+    for scope in ("ot", "nt"):
+        part = [(d, t) for d, t in pairs if d.split(".", 1)[0] in set(books_for(scope))]
+        size = len(_content(part))
+        scopes[scope] = _scope_entry(content[start:start + size], part, start)
+        start += size
+    scopes["all"] = _scope_entry(content, pairs, 0)
     manifest = {
         "translation": translation,
         "source": source,
         "build_key": _build_key(source),
         "code_sha256": _code_sha(),
-        "sha256": hashlib.sha256(_content(pairs)).hexdigest(),
+        "sha256": hashlib.sha256(content).hexdigest(),
         "verses": len(pairs),
-        "counts": counts,
+        "scopes": scopes,
         "renumbered": notes,
     }
     text_path, manifest_path = cache_paths(translation)
-    atomic_write_text(text_path, "".join(json.dumps({"id": d, "text": t}, ensure_ascii=False) + "\n"
-                                         for d, t in pairs))
+    atomic_write_bytes(text_path, content)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return pairs, manifest
+    return content, manifest
 
 
-def _load_cached(translation: str) -> tuple[list[tuple[str, str]], dict] | None:
+def _scope_entry(blob: bytes, pairs, start: int) -> dict:
+    return {"bytes": [start, start + len(blob)], "sha256": hashlib.sha256(blob).hexdigest(), "verses": len(pairs),
+            "books": len({d.split(".", 1)[0] for d, _ in pairs}), "words": sum(len(t.split()) for _, t in pairs)}
+
+
+def _load_cached(translation: str) -> tuple[bytes, dict] | None:
     text_path, manifest_path = cache_paths(translation)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        raw = text_path.read_text(encoding="utf-8")
+        content = text_path.read_bytes()
     except (OSError, ValueError):
         return None
     if manifest.get("build_key") != _build_key(source_info(translation)):
         return None
-    pairs = []
-    for line in raw.splitlines():
-        row = json.loads(line)
-        pairs.append((row["id"], row["text"]))
-    if hashlib.sha256(_content(pairs)).hexdigest() != manifest.get("sha256"):
-        return None  # a torn or edited cache: rebuild rather than trust it
-    return pairs, manifest
+    return content, manifest
 
 
 def load_corpus(translation: str = "web", scope: str = "nt", *, rebuild: bool = False) -> Corpus:
     """The corpus of one translation and scope ("nt", "ot", "all"); builds and caches the Bible on first use."""
     _check(translation, scope)
     got = None if rebuild else _load_cached(translation)
-    pairs, base = got if got else build(translation)
+    content, base = got if got else build(translation)
+    entry = base["scopes"][scope]
+    blob = content[entry["bytes"][0]:entry["bytes"][1]]
+    sha = hashlib.sha256(blob).hexdigest()
+    if sha != entry["sha256"]:
+        if got is None:
+            raise AssertionError(f"{translation}: freshly built content does not match its manifest")
+        return load_corpus(translation, scope, rebuild=True)  # a torn or edited cache: rebuild, never trust it
+    rows = [line.split("\t", 1) for line in blob.decode("utf-8").splitlines()]
     keep = set(books_for(scope))
-    pairs = [(d, t) for d, t in pairs if d.split(".", 1)[0] in keep]
-    sha = hashlib.sha256(_content(pairs)).hexdigest()
-    ids = tuple(d for d, _ in pairs)
-    texts = tuple(t for _, t in pairs)
     manifest = {
         "id": f"{translation}-{scope}-{sha[:12]}",
         "translation": translation,
@@ -368,11 +384,11 @@ def load_corpus(translation: str = "web", scope: str = "nt", *, rebuild: bool = 
         "code_sha256": base["code_sha256"],
         "sha256": sha,
         "bible_sha256": base["sha256"],
-        "verses": len(ids),
-        "books": len({d.split(".", 1)[0] for d in ids}),
-        "words": sum(len(t.split()) for t in texts),
+        "verses": entry["verses"],
+        "books": entry["books"],
+        "words": entry["words"],
     }
-    return Corpus(translation, scope, ids, texts, manifest)
+    return Corpus(translation, scope, tuple(r[0] for r in rows), tuple(r[1] for r in rows), manifest)
 
 
 # ---- references -----------------------------------------------------------------------------------------------------

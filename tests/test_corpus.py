@@ -113,10 +113,11 @@ def test_scopes_partition_the_bible(bibles):
         assert len({nt.corpus_id, ot.corpus_id, bibles[t].corpus_id}) == 3
 
 
+@pytest.mark.slow
 def test_cache_reload_equals_build(tmp_path, monkeypatch):
     monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
     built = load_corpus("kjv", "nt", rebuild=True)
-    assert (tmp_path / "corpus" / "kjv.jsonl").exists()
+    assert (tmp_path / "corpus" / "kjv.tsv").exists()
     assert (tmp_path / "corpus" / "kjv.manifest.json").exists()
     again = load_corpus("kjv", "nt")
     assert again == built and again.manifest == built.manifest
@@ -124,13 +125,32 @@ def test_cache_reload_equals_build(tmp_path, monkeypatch):
     assert built.manifest["source"]["package_version"]
 
 
-def test_torn_cache_is_rebuilt(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_torn_or_edited_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
     good = load_corpus("asv", "nt")
-    path = tmp_path / "corpus" / "asv.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    path = tmp_path / "corpus" / "asv.tsv"
+    full = path.read_bytes()
+    path.write_bytes(full[: len(full) // 2])
     assert load_corpus("asv", "nt") == good
+    assert path.read_bytes() == full
+    path.write_bytes(full.replace(b"Jesus wept.", b"Jesus slept"))
+    assert load_corpus("asv", "nt").text("John.11.35") == "Jesus wept."
+
+
+def test_cache_files_hold_what_the_manifest_says(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
+    nt = load_corpus("dar", "nt")
+    manifest = json.loads((tmp_path / "corpus" / "dar.manifest.json").read_text())
+    content = (tmp_path / "corpus" / "dar.tsv").read_bytes()
+    assert hashlib.sha256(content).hexdigest() == manifest["sha256"] == nt.manifest["bible_sha256"]
+    assert manifest["scopes"]["nt"]["sha256"] == nt.manifest["sha256"]
+    assert manifest["scopes"]["ot"]["verses"] + manifest["scopes"]["nt"]["verses"] == manifest["verses"]
+    assert "date" not in json.dumps(manifest).lower()  # the build date is no part of the id
+    line = f"{nt.ids[0]}\t{nt.texts[0]}\n".encode()
+    assert content[manifest["scopes"]["nt"]["bytes"][0]:].startswith(line)
 
 
 def test_pypi_manifest_versions(bibles):
@@ -159,12 +179,29 @@ def test_clean_osis_rules():
     assert clean_osis(raw) == "only born Son, he said& it."
     assert clean_osis('Amen. <div type="glossary"/> Abba is a word') == "Amen."
     assert clean_osis("a<l/>b") == "a b"
+    # Luke 12:6 and 2 Sam 4:8: a note between a word and punctuation leaves no space behind
+    assert clean_osis("assaria coins</q> <note>An assarion</note> <q>? Not") == "assaria coins? Not"
+    assert clean_osis("offspring.<note>or, seed</note>” <div/>") == "offspring.”"
+    assert clean_osis("walk’ ?”") == "walk’ ?”"  # the source's own spacing stays
+
+
+def test_web_note_spacing_in_real_verses(bibles):
+    web = bibles["web"]
+    assert "coins? Not one" in web.text("Luke.12.6")
+    assert web.text("2Sam.4.8").endswith("offspring.”")
+    assert not [d for d, x in zip(web.ids, web.texts) if re.search(r"\w \.", x)]
 
 
 def test_clean_plain_rules():
     assert clean_plain("16. Peace [be] unto\nthee.") == "Peace be unto thee."
     assert clean_plain("24.") == ""
     assert clean_plain("34. Not available") == ""
+    assert clean_plain(" 2. help for him in God.[Selah") == "help for him in God. Selah"  # ASV Ps 3:2
+
+
+def test_asv_selah_not_glued(bibles):
+    assert bibles["asv"].text("Ps.3.2").endswith("in God. Selah")
+    assert not [d for d, x in zip(bibles["asv"].ids, bibles["asv"].texts) if re.search(r"[a-z][.,;:!?][A-Z]", x)]
 
 
 @pytest.mark.parametrize("ref,docid", [
