@@ -1,0 +1,334 @@
+"""MLM pre-training as one function: `train(TrainConfig) -> checkpoint folder`. No globals, no exec.
+
+AdamW (SGD for ablations), global-norm clipping at 1.0 (off with clip=None), linear warmup then linear decay to 0
+(warmup=0 turns warmup off), bf16 autocast on CUDA only, optional torch.compile. Every step appends a record to the
+log: step, loss, lr, grad_norm (before clipping), tokens_per_s, peak_mem (CUDA max allocated, or peak RSS on CPU),
+rss; evaluation steps add val_loss. Checkpoints are saved every `save_every` steps and at the end (atomically, see
+checkpoint.py); `resume=True` continues from the last one and repeats exactly the numbers an uninterrupted run would
+give, because the batch, the masks and the dropout seed of step s are functions of (seed, s) alone.
+"""
+
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.errors import BadInput, at
+from harness.paths import REPO
+from encoder import checkpoint as ckpt
+from encoder import data
+from encoder import tokenizer as tok
+from encoder.model import PRESETS, Encoder, EncoderConfig
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "small"
+    out: str = "build/encoder-small"
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 5e-4
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    momentum: float = 0.9             # SGD only
+    clip: float | None = 1.0          # global gradient-norm limit; None = no clipping
+    warmup: int = 100                 # linear warmup steps; 0 = none
+    tokenizer: str = "wordpiece-8192"  # or "bert-base-uncased"
+    translations: tuple[str, ...] = ("web", "kjv", "asv", "ylt", "dar")
+    scope: str = "all"
+    naves: bool = True
+    limit: int | None = None          # first N verses per translation (tests, smoke runs); drops Nave's
+    val_fraction: float = 0.02
+    max_len: int | None = None        # window length; None = the model's positions
+    mask_prob: float = 0.15
+    eval_every: int = 250
+    eval_windows: int | None = 2000   # validation windows per evaluation (a fixed sample); None = all
+    save_every: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    model: dict = field(default_factory=dict)  # EncoderConfig overrides, e.g. {"norm": "post", "act": "relu"}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise BadInput(f"train config: unknown field(s) {', '.join(unknown)}")
+        d = dict(d)
+        if "translations" in d:
+            d["translations"] = tuple(d["translations"])
+        return cls(**d)
+
+
+# Training defaults per architecture preset; explicit options override them.
+TRAIN_PRESETS = {
+    "tiny": dict(tokenizer=tok.BERT, steps=50, batch_size=16, lr=1e-3, warmup=10, eval_every=25, eval_windows=256,
+                 save_every=1000),
+    "small": dict(tokenizer="wordpiece-8192", steps=2000, batch_size=32, lr=5e-4, warmup=200, eval_every=250,
+                  eval_windows=None, save_every=500),
+    "base": dict(tokenizer=tok.BERT, steps=20000, batch_size=128, lr=1e-4, warmup=1000, eval_every=1000,
+                 eval_windows=None, save_every=2000),
+}
+
+# Fields that may change between a run and its resumption (they do not change what is trained).
+RESUMABLE = {"out", "steps", "device", "compile", "eval_every", "save_every"}
+
+
+def preset_config(preset: str, **overrides) -> TrainConfig:
+    if preset not in PRESETS:
+        raise BadInput(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig.from_dict({"preset": preset, "out": f"build/encoder-{preset}", **TRAIN_PRESETS[preset],
+                                  **given})
+
+
+def resolve_device(spec: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; refuse what this machine cannot run, in one line."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise BadInput(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:N") from None
+    if d.type == "cpu":
+        return torch.device("cpu")
+    if d.type != "cuda":
+        raise BadInput(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise BadInput(f"device {spec!r} requested but CUDA is not available here (torch {torch.__version__}); "
+                       "use --device cpu")
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise BadInput(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return d
+
+
+def check_config(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.preset not in PRESETS:
+        problems.append(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
+    if cfg.optimizer not in OPTIMIZERS:
+        problems.append(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    for name in ("steps", "batch_size", "eval_every", "save_every"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            problems.append(f"{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    if not cfg.lr > 0:
+        problems.append(f"lr must be positive, got {cfg.lr}")
+    if cfg.clip is not None and not cfg.clip > 0:
+        problems.append(f"clip must be positive or None, got {cfg.clip}")
+    if not isinstance(cfg.warmup, int) or cfg.warmup < 0:
+        problems.append(f"warmup must be a non-negative integer, got {cfg.warmup!r}")
+    if not 0.0 <= cfg.val_fraction < 0.5:
+        problems.append(f"val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
+    if problems:
+        raise BadInput("train config: " + "; ".join(problems))
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak lr at 0-based `step`: linear warmup over `warmup` steps, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases, LayerNorm gains and embeddings' position table: the usual BERT/nanoGPT split.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    rest = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def clip_gradients(params, limit: float | None) -> float:
+    """Global L2 norm of the gradients BEFORE clipping; with a limit, scales them so the norm is at most `limit`."""
+    params = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, limit if limit is not None else math.inf)
+    return float(norm)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_mem(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _autocast(device: torch.device):
+    # bf16 on CUDA (no loss scaling needed); CPU stays float32: CPU bf16 matmuls are slow on most chips.
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                    enabled=False)
+
+
+def _tensors(arrays, device):
+    return [torch.from_numpy(a).to(device, non_blocking=True) for a in arrays]
+
+
+def evaluate(model: Encoder, batches, device: torch.device) -> float:
+    """Token-weighted mean MLM loss over fixed validation batches."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode(), _autocast(device):
+        for arrays in batches:
+            ids, attn, labels = _tensors(arrays, device)
+            n = int((labels != -100).sum())
+            total += model.mlm_loss(ids, attn, labels).item() * n
+            count += n
+    model.train(was)
+    return total / max(count, 1)
+
+
+def _hardware(device: torch.device) -> dict:
+    hw = {"device": str(device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+          "cpu": platform.processor() or platform.machine(), "platform": platform.platform()}
+    if device.type == "cuda":
+        hw["gpu"] = torch.cuda.get_device_name(device)
+    return hw
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def _same_training(stored: dict, cfg: TrainConfig, where: Path) -> None:
+    """Resuming is only exact when everything that shapes training is unchanged."""
+    mine = asdict(cfg)
+    stored = asdict(TrainConfig.from_dict(stored))
+    diffs = [f"{k}={stored[k]!r} (now {mine[k]!r})" for k in mine if k not in RESUMABLE and stored[k] != mine[k]]
+    if diffs:
+        raise at(where, None, "cannot resume: the checkpoint was trained with " + ", ".join(diffs))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          on_step: Callable[[dict, int], None] | None = None) -> Path:
+    """Train (or continue training) and return the checkpoint folder `cfg.out`.
+    `on_step(record, total_steps)` is called after every step (progress display; tests use it to interrupt)."""
+    check_config(cfg)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    ckpt.recover(out)
+    if resume:
+        stored = ckpt.read_config(out)
+        _same_training(stored.get("train", {}), cfg, out / "config.json")
+        if not (out / "trainer_state.pt").is_file():
+            raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
+    elif out.exists():
+        if (out / "config.json").is_file() and not overwrite:
+            raise at(out, None, "already holds a checkpoint; use --resume to continue it or --overwrite to replace it")
+        if not (out / "config.json").is_file() and any(out.iterdir()):
+            raise at(out, None, "exists, is not empty and is not a checkpoint folder; choose another --out")
+
+    t_setup = time.perf_counter()
+    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
+    if resume:  # the checkpoint's own tokenizer, never a retrained one (tokenizer training is not bit-reproducible)
+        tk = tok.load(out / "tokenizer.json")
+    else:
+        tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction),
+                       data.texts_fn(sources, cfg.val_fraction))
+    sp = tok.special_ids(tk)
+    try:
+        mcfg = replace(PRESETS[cfg.preset], vocab_size=tk.get_vocab_size(), pad_id=sp["pad"], **cfg.model)
+    except TypeError as e:
+        raise BadInput(f"train config: bad model override ({e})") from None
+    max_len = cfg.max_len or mcfg.max_len
+    if max_len > mcfg.max_len:
+        raise BadInput(f"max_len {max_len} does not fit the {cfg.preset} model's {mcfg.max_len} positions")
+    windows = data.load_windows(tk, sources, max_len, cfg.val_fraction)
+    if len(windows.train) == 0:
+        raise BadInput("no training windows: the selected corpus is empty")
+    masking = data.Masking.of(tk, cfg.mask_prob)
+    val = list(data.val_batches(windows.val, masking, sp["pad"], cfg.batch_size * 2, cfg.seed, cfg.eval_windows))
+
+    torch.manual_seed(cfg.seed)
+    model = Encoder(mcfg).to(device)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    start, log, wall_before = 0, [], 0.0
+    if resume:
+        loaded = ckpt.load(out, device)
+        model.load_state_dict(loaded.model.state_dict())
+        state = torch.load(out / "trainer_state.pt", map_location=device, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, wall_before = int(state["step"]), float(state["wall_s"])
+        log = [r for r in ckpt.read_log(out) if r["step"] <= start]
+        if cfg.steps < start:
+            raise BadInput(f"{out}: already trained for {start} steps; --steps {cfg.steps} is fewer")
+    model.train()
+    if cfg.compile:
+        model.compile(dynamic=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    setup_s = time.perf_counter() - t_setup
+
+    def checkpoint_now(step: int, wall: float) -> None:
+        losses = [r["loss"] for r in log[-50:]]
+        vals = [r["val_loss"] for r in log if "val_loss" in r]
+        manifest = {
+            "data": {k: windows.stats[k] for k in ("sources", "train_windows", "val_windows", "train_tokens",
+                                                   "val_tokens", "heldout_ids", "split_units", "max_len",
+                                                   "val_fraction")},
+            "naves_in": "train only" if cfg.naves and cfg.limit is None else "not used",
+            "tokenizer": cfg.tokenizer, "vocab_size": mcfg.vocab_size,
+            "params": model.num_params(), "steps": step, "hardware": _hardware(device),
+            "wall_s": round(wall, 1), "final_train_loss": float(np.mean(losses)) if losses else None,
+            "final_train_loss_window": len(losses), "final_val_loss": vals[-1] if vals else None,
+            "torch": torch.__version__, "python": sys.version.split()[0], "git_commit": _git_commit(),
+        }
+        state = {"step": step, "wall_s": wall, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "torch_rng": torch.get_rng_state()}
+        ckpt.save(out, model=model, tokenizer=tk, config=ckpt.config_dict(mcfg, cfg), log=log, manifest=manifest,
+                  trainer_state=state)
+
+    params = [p for p in model.parameters()]
+    t_run = time.perf_counter()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        ids, attn, labels = _tensors(data.train_batch(windows.train, masking, sp["pad"], cfg.batch_size, cfg.seed,
+                                                      step), device)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: a function of (seed, step), like the batch
+        lr = sched.get_last_lr()[0]
+        with _autocast(device):
+            loss = model.mlm_loss(ids, attn, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, cfg.clip)
+        opt.step()
+        sched.step()
+        loss_value = loss.item()  # a float, not the tensor: keeping the tensor would keep its graph alive
+        del loss
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        rec = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+               "tokens_per_s": round(int(attn.sum()) / dt, 1), "peak_mem": _peak_mem(device), "rss": _rss()}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            if val:
+                rec["val_loss"] = evaluate(model, val, device)
+        log.append(rec)
+        if on_step is not None:
+            on_step(rec, cfg.steps)
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            checkpoint_now(step + 1, wall_before + setup_s + time.perf_counter() - t_run)
+    return out
