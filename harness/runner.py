@@ -28,7 +28,7 @@ class RunConfig:
     k: int = 100
     stat_test: str = "student"
     out_root: Path = REPO / "reports" / "runs"
-    options: dict = field(default_factory=dict)  # retriever options: dsn, checkpoint, dense, fusion, ...
+    options: dict = field(default_factory=dict)  # {retriever: {option: value}}: dsn, checkpoint, dense, ...
 
 
 def strict_order(run: dict, position: dict) -> dict:
@@ -105,7 +105,7 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
         timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
         for rname in cfg.retrievers:
             t0 = time.perf_counter()
-            retriever = make(rname, corpus, **cfg.options)
+            retriever = make(rname, corpus, **cfg.options.get(rname, {}))
             built = time.perf_counter() - t0
             configs[rname] = config_dict(retriever)
             timings[rname] = {"build_s": round(built, 3), "search_s": {}, "queries_per_s": {}}

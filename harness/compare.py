@@ -1,0 +1,122 @@
+"""`bench compare`: saved reports side by side, with paired significance between rows and a bar chart per set."""
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.errors import BadInput
+from harness.metrics import paired_p
+from harness.paths import REPO, atomic_write_bytes, atomic_write_text
+from harness.report import load_report, require_same_basis, set_table_rows
+
+
+def load(path) -> dict:
+    return load_report(path)
+
+
+def label_of(path) -> str:
+    p = Path(path)
+    if p.is_dir() or p.name == "report.json":
+        return (p if p.is_dir() else p.parent).name
+    return p.stem
+
+
+def combine(reports: list[tuple[str, dict]]) -> dict:
+    """A report-shaped dict whose rows are `retriever [report]`, so the usual table rendering applies."""
+    if not reports:
+        raise BadInput("give at least one report")
+    first_path, first = reports[0]
+    for path, rep in reports[1:]:
+        require_same_basis(first, rep, str(first_path), str(path))
+    labels = [label_of(p) for p, _ in reports]
+    if len(set(labels)) < len(labels):  # two files with the same name: fall back to their position
+        labels = [f"{i + 1}:{lab}" for i, lab in enumerate(labels)]
+    results, per_query, sets_meta = {}, {}, {}
+    for lab, (_, rep) in zip(labels, reports):
+        for s, by_r in rep["results"].items():
+            sets_meta.setdefault(s, rep["meta"].get("sets", {}).get(s, {}))
+            for r, ms in by_r.items():
+                row = f"{r} [{lab}]" if len(reports) > 1 else r
+                results.setdefault(s, {})[row] = ms
+                per_query.setdefault(s, {})[row] = rep.get("per_query", {}).get(s, {}).get(r, {})
+    stat_test = first["meta"].get("run", {}).get("stat_test", "student")
+    significance = {}
+    for s, rows in per_query.items():
+        sig: dict = {}
+        for a in rows:
+            for b in rows:
+                if a == b:
+                    continue
+                for m, pa in rows[a].items():
+                    pb = rows[b].get(m)
+                    if pb and len(set(pa) & set(pb)) >= 2:
+                        sig.setdefault(m, {}).setdefault(a, {})[b] = paired_p(pa, pb, stat_test)
+        significance[s] = sig
+    return {
+        "meta": {"corpus": first["meta"]["corpus"], "sets": sets_meta, "reports": dict(zip(labels, [p for p, _ in reports])),
+                 "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "results": results,
+        "significance": significance,
+    }
+
+
+def to_markdown(table: dict) -> str:
+    meta = table["meta"]
+    lines = ["# versebench comparison", "",
+             f"Corpus `{meta['corpus']['id']}`. Reports: " + ", ".join(f"`{k}` = {v}" for k, v in meta["reports"].items()),
+             "", f"Superscript letters: the row beats those rows with p < 0.05 (ranx paired {meta['stat_test']} test on "
+                 "per-query values). Bold: best in column.", ""]
+    for s in table["results"]:
+        header, rows = set_table_rows(table, s)
+        lines += [f"## {s} ({meta['sets'].get(s, {}).get('queries', '?')} queries)", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", f"![{s}]({s}.png)", ""]
+    return "\n".join(lines)
+
+
+def chart(table: dict, set_name: str, metric: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table["results"][set_name]
+    names = [n for n in rows if metric in rows[n]]
+    vals = [rows[n][metric] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names) + 1.5), 3.2), dpi=110)
+    bars = ax.bar(range(len(names)), vals, color="#4C72B0")
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in vals], fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, max(vals + [0.01]) * 1.18)
+    ax.set_title(f"{set_name}: {metric}", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def default_out() -> Path:
+    return REPO / "reports" / "runs" / f"compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def write(table: dict, folder: Path, metric: str = "ndcg@10") -> list[Path]:
+    known = {m for rows in table["results"].values() for ms in rows.values() for m in ms}
+    if metric not in known:
+        raise BadInput(f"--metric {metric!r} is in none of the reports; they have: {', '.join(sorted(known))}")
+    written = [atomic_write_text(folder / "compare.md", to_markdown(table)),
+               atomic_write_text(folder / "compare.json", json.dumps(table, indent=1) + "\n")]
+    for s in table["results"]:
+        written.append(atomic_write_bytes(folder / f"{s}.png", chart(table, s, metric)))
+    return written
+
+
+def print_table(table: dict, console) -> None:
+    from harness.report import print_tables
+
+    print_tables(table, console)

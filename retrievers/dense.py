@@ -1,0 +1,69 @@
+"""What the dense retrievers share: a vector cache keyed by (model hash, corpus id) and exact cosine top-k."""
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import BadInput
+from harness.paths import atomic_write_bytes, home
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def vectors_path(model_sha: str, corpus_id: str) -> Path:
+    key = hashlib.sha256(f"{model_sha}\0{corpus_id}".encode()).hexdigest()[:20]
+    return home() / "vectors" / f"{corpus_id}-{key}.npy"
+
+
+def cached_vectors(model_sha: str, corpus, encode, expect_dim: int | None = None) -> tuple[np.ndarray, bool]:
+    """The corpus's verse vectors for this model, encoded once and reused: (vectors, came_from_cache).
+
+    The key holds the model's content hash, so a new checkpoint can never pick up an old checkpoint's vectors.
+    """
+    path = vectors_path(model_sha, corpus.corpus_id)
+    if path.is_file():
+        try:
+            vecs = np.load(path, allow_pickle=False)
+            if vecs.shape[0] == len(corpus) and (expect_dim is None or vecs.shape[1] == expect_dim):
+                return vecs, True
+        except (ValueError, OSError):
+            pass  # a damaged cache file is rebuilt, not trusted
+    vecs = np.ascontiguousarray(encode(list(corpus.texts)), dtype=np.float32)
+    if vecs.shape[0] != len(corpus):
+        raise BadInput(f"encoder returned {vecs.shape[0]} vectors for {len(corpus)} verses")
+    buf = io.BytesIO()
+    np.save(buf, vecs, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return vecs, False
+
+
+def top_k(doc_vecs: np.ndarray, query_vecs: np.ndarray, ids, k: int) -> list[dict[str, float]]:
+    """Exact cosine top-k (vectors are L2-normalised, so a matrix product is the cosine)."""
+    k = min(k, doc_vecs.shape[0])
+    scores = query_vecs @ doc_vecs.T  # [q, n]
+    out = []
+    for row in scores:
+        idx = np.argpartition(-row, k - 1)[:k]
+        # Stable sort on (score desc, position asc): ties go to the earlier verse, as everywhere else.
+        idx = idx[np.lexsort((idx, -row[idx]))]
+        out.append({ids[i]: float(row[i]) for i in idx})
+    return out
+
+
+def search_with(encode, doc_vecs: np.ndarray, ids, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+    """Encode the non-empty queries in one batch and rank; empty queries get empty results."""
+    qids = [q for q, t in queries.items() if t and t.strip()]
+    out = {q: {} for q in queries}
+    if qids:
+        qv = np.asarray(encode([queries[q] for q in qids]), dtype=np.float32)
+        for q, hits in zip(qids, top_k(doc_vecs, qv, ids, k)):
+            out[q] = hits
+    return out

@@ -1,0 +1,172 @@
+"""Hybrid: BM25 and a dense retriever, each run to `depth`, fused with `ranx.fuse`.
+
+Fusion parameters come from `retrievers/fusion_weights.json`, tuned by `bench tune-fusion` with
+`ranx.optimize_fusion` on dev splits only; the file records what they were tuned on and when. Without an entry for
+the (dense, method) pair the method's untuned default is used, and the config says so.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.errors import BadInput, at
+from harness.paths import REPO, atomic_write_text
+
+WEIGHTS_FILE = REPO / "retrievers" / "fusion_weights.json"
+DENSE = ("encoder", "minilm")
+# ranx methods that need no training run; the probabilistic ones (probfuse, segfuse, ...) do.
+METHODS = ("wsum", "rrf", "sum", "mnz", "wmnz", "max", "min", "med", "anz", "gmnz", "isr", "log_isr", "logn_isr",
+           "rbc", "bordafuse", "w_bordafuse", "condorcet", "w_condorcet", "mixed")
+DEFAULT_PARAMS = {"wsum": {"weights": [0.5, 0.5]}, "wmnz": {"weights": [0.5, 0.5]}, "rrf": {"k": 60},
+                  "rbc": {"phi": 0.8}, "w_bordafuse": {"weights": [0.5, 0.5]},
+                  "w_condorcet": {"weights": [0.5, 0.5]}, "mixed": {"weights": [0.5, 0.5]}}
+NORM = {"rrf": None, "isr": None, "log_isr": None, "logn_isr": None, "rbc": None, "bordafuse": None,
+        "w_bordafuse": None, "condorcet": None, "w_condorcet": None}  # rank-based methods take no score norm
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    dense: str = "encoder"
+    sparse: str = "bm25"
+    fusion: str = "wsum"
+    norm: str | None = "min-max"
+    params: dict = field(default_factory=dict)
+    params_source: str = ""
+    depth: int = 100
+    checkpoint: str | None = None
+
+
+def read_weights(path: Path = WEIGHTS_FILE) -> dict:
+    if not Path(path).is_file():
+        return {}
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise at(path, None, f"not valid JSON ({e})") from None
+    for dense, methods in data.items():
+        if dense not in DENSE:
+            raise at(path, None, f"fusion weights for {dense!r}, which is not a dense retriever "
+                                 f"({', '.join(DENSE)})")
+        for method, entry in methods.items():
+            if method not in METHODS:
+                raise at(path, None, f"{dense}: unknown fusion method {method!r}")
+            w = entry.get("params", {}).get("weights")
+            if w is not None and (len(w) != 2 or not all(isinstance(x, (int, float)) for x in w)):
+                raise at(path, None, f"{dense}/{method}: weights must be two numbers (sparse, dense), got {w!r}")
+    return data
+
+
+def resolve_params(dense: str, fusion: str, checkpoint_sha: str | None, path: Path = WEIGHTS_FILE):
+    entry = read_weights(path).get(dense, {}).get(fusion)
+    if entry is None:
+        return dict(DEFAULT_PARAMS.get(fusion, {})), f"default for {fusion} (not tuned)"
+    src = f"tuned on {', '.join(entry['tuned_on'])} by {entry['metric']} on {entry['date'][:10]}"
+    if dense == "encoder" and entry.get("checkpoint_sha256") not in (None, checkpoint_sha):
+        src += " for another checkpoint"
+    return dict(entry["params"]), src
+
+
+class Hybrid:
+    name = "hybrid"
+
+    def __init__(self, corpus, dense: str = "encoder", fusion: str = "wsum", checkpoint: str | None = None,
+                 depth: int = 100, sparse: str = "bm25"):
+        from retrievers.base import make
+
+        if dense not in DENSE:
+            raise BadInput(f"hybrid: --dense must be one of {', '.join(DENSE)}, got {dense!r}")
+        if fusion not in METHODS:
+            raise BadInput(f"hybrid: --fusion must be one of {', '.join(METHODS)}, got {fusion!r}")
+        self.sparse = make(sparse, corpus)
+        self.dense = make(dense, corpus, **({"checkpoint": checkpoint} if checkpoint and dense == "encoder" else {}))
+        sha = getattr(self.dense.config, "checkpoint_sha256", None)
+        params, source = resolve_params(dense, fusion, sha)
+        self.config = HybridConfig(dense=dense, sparse=sparse, fusion=fusion, norm=NORM.get(fusion, "min-max"),
+                                   params=params, params_source=source, depth=int(depth),
+                                   checkpoint=getattr(self.dense.config, "checkpoint", None))
+
+    def parts(self, queries: dict[str, str], k: int) -> tuple[dict, dict]:
+        depth = max(k, self.config.depth)
+        return self.sparse.search(queries, depth), self.dense.search(queries, depth)
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+        sparse, dense = self.parts(queries, k)
+        return fuse(sparse, dense, self.config, k)
+
+    def explain(self, query: str, k: int) -> dict[str, dict[str, tuple[float, int]]]:
+        """For each verse either side found: {side: (score, rank)}, so a person can see why it ranked there."""
+        sparse, dense = self.parts({"q": query}, k)
+        out: dict = {}
+        for side, run in ((self.config.sparse, sparse["q"]), (self.config.dense, dense["q"])):
+            for rank, (d, s) in enumerate(sorted(run.items(), key=lambda kv: -kv[1]), 1):
+                out.setdefault(d, {})[side] = (s, rank)
+        return out
+
+
+def fuse(sparse: dict, dense: dict, cfg: HybridConfig, k: int) -> dict[str, dict[str, float]]:
+    from harness.metrics import _ranx
+
+    ranx = _ranx()
+    out = {q: {} for q in sparse}
+    qids = [q for q in sparse if sparse[q] or dense.get(q)]
+    if not qids:
+        return out
+    # ranx drops a query with no results from a run; an absent side contributes nothing rather than failing.
+    runs = [ranx.Run({q: (side.get(q) or {}) for q in qids if side.get(q)}, name=n)
+            for side, n in ((sparse, "sparse"), (dense, "dense"))]
+    runs = [r for r in runs if len(r)]
+    fused = ranx.fuse(runs, norm=cfg.norm, method=cfg.fusion, params=cfg.params or None).to_dict()
+    for q in qids:
+        ranked = sorted(fused.get(q, {}).items(), key=lambda kv: -kv[1])[:k]
+        out[q] = {d: float(s) for d, s in ranked}
+    return out
+
+
+def make(corpus, **options) -> Hybrid:
+    allowed = {"dense", "fusion", "checkpoint", "depth", "sparse"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise BadInput(f"hybrid: unknown option(s) {', '.join(unknown)}; hybrid takes: {', '.join(sorted(allowed))}")
+    return Hybrid(corpus, **options)
+
+
+def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpoint: str | None = None,
+         path: Path = WEIGHTS_FILE) -> dict:
+    """`ranx.optimize_fusion` on dev splits only; writes the entry into the weights file and returns it."""
+    from harness.metrics import _ranx, evaluate
+
+    bad = [s.name for s in sets if s.meta.get("split") != "dev"]
+    if bad or not sets:
+        raise BadInput(f"fusion is tuned on dev splits only; {', '.join(bad) or 'no set'} is not a dev split")
+    h = Hybrid(corpus, dense=dense, fusion=fusion, checkpoint=checkpoint)
+    qrels, sparse, dense_run = {}, {}, {}
+    for s in sets:
+        sp, dn = h.parts(s.queries, 100)
+        for q in s.queries:  # set-prefixed ids: two dev sets may reuse a qid
+            qrels[f"{s.name}/{q}"] = s.qrels[q]
+            sparse[f"{s.name}/{q}"] = sp.get(q) or {}
+            dense_run[f"{s.name}/{q}"] = dn.get(q) or {}
+    ranx = _ranx()
+    rq = ranx.Qrels(qrels)
+    runs = [ranx.Run({q: d for q, d in r.items() if d}, name=n) for r, n in ((sparse, "sparse"), (dense_run, "dense"))]
+    best = ranx.optimize_fusion(qrels=rq, runs=runs, norm=h.config.norm, method=fusion, metric=metric,
+                                show_progress=False)
+    before = {n: evaluate(qrels, r, (metric,))[0][metric] for n, r in (("sparse", sparse), ("dense", dense_run))}
+    cfg = HybridConfig(**{**h.config.__dict__, "params": best})
+    after = evaluate(qrels, fuse(sparse, dense_run, cfg, 100), (metric,))[0][metric]
+    entry = {
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in best.items()},
+        "metric": metric,
+        "tuned_on": [s.name for s in sets],
+        "set_versions": {s.name: s.version for s in sets},
+        "corpus": corpus.corpus_id,
+        "checkpoint_sha256": getattr(h.dense.config, "checkpoint_sha256", None),
+        "dev_scores": {"sparse": round(before["sparse"], 4), "dense": round(before["dense"], 4),
+                       "fused": round(after, 4)},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    data = read_weights(path)
+    data.setdefault(dense, {})[fusion] = entry
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return entry
