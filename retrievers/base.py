@@ -1,0 +1,126 @@
+"""The retriever protocol, the registry of retrievers by name, and the helpers every retriever shares.
+
+Contract for every retriever's `search(queries, k)`:
+- returns `{qid: {docid: score}}` with one entry per query id, holding at most `k` verses;
+- higher score = better, and scores are STRICTLY decreasing in the intended rank order; ties are broken by canonical
+  corpus position (earlier verse first) and then made strict with `strictly_decreasing`, so any evaluator that sorts
+  by score reproduces the ranking (write run files with full precision, `repr(score)`, or the tie-breaks are lost);
+- a query with nothing searchable in it (empty, only punctuation) gets `{}`, not an error.
+
+Factories are called as `factory(corpus, **options)`. Options are the fields of the retriever's config dataclass
+(see `config_from_options`); an option a retriever does not have is rejected with BadInput naming the ones it has.
+"""
+
+import dataclasses
+import importlib
+import math
+import re
+import typing
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from harness.errors import BadInput
+
+
+class Retriever(Protocol):
+    name: str
+    config: Any  # a frozen dataclass; everything that decides the results
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]: ...
+
+
+# Names -> "module:factory". Imported only when asked for, so listing names costs nothing.
+REGISTRY: dict[str, str] = {
+    "ilike": "retrievers.ilike:make",
+    "bm25": "retrievers.bm25:make",
+    "bm25-rm3": "retrievers.bm25:make_rm3",
+    "encoder": "retrievers.encoder:make",
+    "minilm": "retrievers.minilm:make",
+    "hybrid": "retrievers.hybrid:make",
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def make(name: str, corpus, **options) -> Retriever:
+    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option."""
+    if name not in REGISTRY:
+        raise BadInput(f"unknown retriever {name!r}; choose one of: {', '.join(REGISTRY)}")
+    module_name, factory = REGISTRY[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        raise BadInput(f"retriever {name!r} is registered but its module {module_name} does not exist yet") from None
+    return getattr(module, factory)(corpus, **options)
+
+
+def config_dict(retriever: Retriever) -> dict:
+    """The retriever's config as plain data for reports: `name` plus every config field; passwords redacted."""
+    d = {"name": retriever.name, **dataclasses.asdict(retriever.config)}
+    if d.get("dsn"):
+        d["dsn"] = redact_dsn(d["dsn"])
+    return d
+
+
+def config_from_options(cls, options: dict, retriever: str):
+    """`cls(**options)`, with an unknown option as BadInput listing the known ones. Strings are converted to the
+    field's type (int, float, bool), so a CLI can pass `k1=1.2` through unparsed."""
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise BadInput(f"{retriever}: unknown option(s) {', '.join(unknown)}; "
+                       f"{retriever} takes: {', '.join(sorted(fields)) or 'no options'}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in options.items():
+        kind = hints.get(key)
+        if isinstance(value, str) and kind in (int, float, bool):
+            try:
+                value = _parse_bool(value) if kind is bool else kind(value)
+            except ValueError:
+                raise BadInput(f"{retriever}: option {key}={value!r} is not a valid {kind.__name__}") from None
+        values[key] = value
+    return cls(**values)
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise BadInput(f"k must be a positive integer, got {k!r}")
+    return k
+
+
+def strictly_decreasing(ranked: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """`ranked`: (docid, score) pairs already in the intended order, scores non-increasing. Returns them as a dict
+    whose scores strictly decrease: a score equal to (or, after earlier steps, above) the one before it becomes the
+    next float below that one. The change is a few units in the last place, far below any real score difference."""
+    out: dict[str, float] = {}
+    prev_given = prev = math.inf
+    for docid, score in ranked:
+        score = float(score)
+        if score > prev_given or math.isnan(score):
+            raise ValueError(f"scores must be non-increasing in rank order: {docid} has {score} after {prev_given}")
+        if docid in out:
+            raise ValueError(f"{docid} ranked twice")
+        prev_given = score
+        prev = out[docid] = score if score < prev else math.nextafter(prev, -math.inf)
+    return out
+
+
+def redact_dsn(dsn: str) -> str:
+    """A PostgreSQL DSN with its password replaced by `***` (URI or key=value form)."""
+    dsn = re.sub(r"^(\w+://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    dsn = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", dsn)
+    return re.sub(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)

@@ -1,0 +1,234 @@
+"""bm25 and bm25-rm3: Pyserini's Lucene (Anserini) over the corpus, index built once per corpus and cached.
+
+Index: Anserini's default English analyzer (Porter stemmer, Lucene's English stopwords removed), document vectors
+stored (RM3 needs them), one indexing thread with verses added in canonical order, so the same corpus always gives
+the same index. It lives in `home()/indexes/<corpus id>-<hash of the index settings>/`, built in a temporary folder
+beside it and renamed into place when complete.
+
+Lucene document ids are zero-padded corpus positions ("000123"), mapped back to verse ids here. Anserini rounds
+scores to 1e-4 and breaks the resulting ties by lexicographic docid, which with these ids is canonical order: the
+house tie-break for free. Where a tie could straddle the cut-off at k we fetch more and cut ourselves.
+
+Queries go through Anserini's bag-of-words path: the text is analyzed, never parsed as Lucene query syntax, so
+`AND ( : * "` is just punctuation. A query is cut to `max_query_chars` (at a space where there is one); Lucene's clause
+limit is raised to cover the worst case of that many one-character terms plus RM3's expansion terms.
+
+We call Anserini's `SimpleIndexer` and `SimpleSearcher` (the Java classes inside Pyserini's LuceneIndexer and
+LuceneSearcher, from the jar Pyserini ships) through pyjnius ourselves: importing `pyserini.search.lucene` also
+imports pyserini.encode, torch and transformers, 13-25 s here, none of which BM25 uses.
+
+Parameters: k1=0.9, b=0.4 and RM3's fb_terms=10, fb_docs=10, original_query_weight=0.5 are Pyserini's defaults,
+not tuned on this corpus.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import BadInput
+from harness.paths import home
+from retrievers.base import check_k, config_from_options, strictly_decreasing
+
+BATCH_THREADS = 2
+INDEX_FORMAT = 1  # bump when what goes into the index changes
+ANALYZER = "anserini-default-english: porter stemmer, english stopwords removed"
+
+
+@dataclass(frozen=True)
+class Bm25Config:
+    k1: float = 0.9
+    b: float = 0.4
+    max_query_chars: int = 1000  # longer queries are cut (at a space) to this many characters
+    analyzer: str = ANALYZER  # fixed: recorded for reports, not an option
+
+
+@dataclass(frozen=True)
+class Bm25Rm3Config(Bm25Config):
+    fb_terms: int = 10
+    fb_docs: int = 10
+    original_query_weight: float = 0.5
+
+
+class Bm25Retriever:
+    def __init__(self, name: str, corpus, config: Bm25Config):
+        self.name = name
+        self.config = config
+        self._ids = corpus.ids
+        self.index_dir = ensure_index(corpus)
+        self._searcher = _open_searcher(self.index_dir, len(corpus), config)
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+        check_k(k)
+        n = len(self._ids)
+        qids = list(queries)
+        texts = [cut_query(queries[q], self.config.max_query_chars) for q in qids]
+        fetch = min(n, k + 16)
+        hits = self._batch_search(texts, qids, fetch)
+        results = {}
+        for qid, text in zip(qids, texts):
+            got = _hits(hits.get(qid))
+            size = fetch
+            while size < n and len(got) == size and _tie_may_straddle(got, k):
+                size = min(n, size * 4)
+                got = _hits(self._searcher.search(text, size))
+            results[qid] = strictly_decreasing((self._ids[int(d)], s) for d, s in got[:k])
+        return results
+
+    def _batch_search(self, texts: list[str], qids: list[str], k: int):
+        from jnius import autoclass
+
+        array_list = autoclass("java.util.ArrayList")
+        jtexts, jqids = array_list(), array_list()
+        for text, qid in zip(texts, qids):
+            jtexts.add(text)
+            jqids.add(qid)
+        return self._searcher.batch_search(jtexts, jqids, k, BATCH_THREADS)
+
+
+def make(corpus, **options) -> Bm25Retriever:
+    """Options: k1, b, max_query_chars."""
+    return Bm25Retriever("bm25", corpus, _checked(config_from_options(Bm25Config, _no_analyzer(options), "bm25")))
+
+
+def make_rm3(corpus, **options) -> Bm25Retriever:
+    """Options: k1, b, max_query_chars, fb_terms, fb_docs, original_query_weight."""
+    config = config_from_options(Bm25Rm3Config, _no_analyzer(options), "bm25-rm3")
+    return Bm25Retriever("bm25-rm3", corpus, _checked(config))
+
+
+def _no_analyzer(options: dict) -> dict:
+    if "analyzer" in options:
+        raise BadInput(f"bm25: the analyzer is fixed ({ANALYZER}); it is not an option")
+    return options
+
+
+def _checked(config: Bm25Config) -> Bm25Config:
+    positive = {"max_query_chars": config.max_query_chars}
+    if isinstance(config, Bm25Rm3Config):
+        positive |= {"fb_terms": config.fb_terms, "fb_docs": config.fb_docs}
+    for key, value in positive.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInput(f"bm25: {key} must be a positive integer, got {value!r}")
+    if not (config.k1 >= 0 and 0 <= config.b <= 1):
+        raise BadInput(f"bm25: need k1 >= 0 and 0 <= b <= 1, got k1={config.k1}, b={config.b}")
+    if isinstance(config, Bm25Rm3Config) and not 0 <= config.original_query_weight <= 1:
+        raise BadInput(f"bm25-rm3: original_query_weight must be in [0, 1], got {config.original_query_weight}")
+    return config
+
+
+def cut_query(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space = cut.rfind(" ")
+    return cut[:space] if space > 0 else cut
+
+
+def _hits(hits) -> list[tuple[str, float]]:
+    return [(h.docid, h.score) for h in hits or ()]
+
+
+def _tie_may_straddle(got: list[tuple[str, float]], k: int) -> bool:
+    """Could a verse we did not fetch tie (after Anserini's rounding to 1e-4) with the k-th hit? Anserini's scores are
+    that rounding minus 1e-6 per earlier tie, in float32; bound it generously so no tie escapes."""
+    if len(got) <= k:
+        return False
+    kth, last = got[k - 1][1], got[-1][1]
+    return kth - last <= 1e-4 + 1e-6 * len(got) + 1e-6 * abs(kth)
+
+
+# ---- index ---------------------------------------------------------------------------------------------------------
+
+def index_settings(corpus) -> dict:
+    return {"corpus": corpus.corpus_id, "format": INDEX_FORMAT, "analyzer": ANALYZER, "docvectors": True,
+            "docids": "zero-padded canonical position", "anserini": _anserini_jar()}
+
+
+def index_path(corpus) -> Path:
+    digest = hashlib.sha256(json.dumps(index_settings(corpus), sort_keys=True).encode()).hexdigest()[:12]
+    return home() / "indexes" / f"{corpus.corpus_id}-{digest}"
+
+
+def ensure_index(corpus) -> Path:
+    """The corpus's Lucene index, built on first use. Returns its folder."""
+    final = index_path(corpus)
+    if final.is_dir():
+        return final
+    if len(corpus) >= 10**6:
+        raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
+    from rich.progress import Progress
+
+    from retrievers.pyserini_env import prepare
+
+    prepare()
+    from jnius import autoclass
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        start = time.perf_counter()
+        # The arguments LuceneIndexer passes, plus document vectors; one thread keeps documents in the order added.
+        indexer = autoclass("io.anserini.index.SimpleIndexer")(
+            ["-index", str(tmp / "lucene"), "-storeDocvectors", "-input", "", "-collection", "JsonCollection",
+             "-threads", "1"])
+        docs = [json.dumps({"id": f"{i:06d}", "contents": t}) for i, t in enumerate(corpus.texts)]
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"indexing {corpus.corpus_id} (BM25)", total=len(docs))
+            for at in range(0, len(docs), 1000):
+                added = indexer.addRawDocuments(docs[at:at + 1000])
+                if added != len(docs[at:at + 1000]):
+                    raise RuntimeError(f"Anserini indexed {added} of {len(docs[at:at + 1000])} verses")
+                progress.advance(task, added)
+        indexer.close()
+        manifest = {**index_settings(corpus), "verses": len(corpus),
+                    "build_seconds": round(time.perf_counter() - start, 2)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp)  # another process finished the same index first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _anserini_jar() -> str:
+    from retrievers.pyserini_env import _anserini_jar_dir
+
+    jars = sorted(p for p in os.listdir(_anserini_jar_dir()) if p.endswith("-fatjar.jar"))
+    return jars[-1] if jars else "none"
+
+
+def _open_searcher(index_dir: Path, verses: int, config: Bm25Config):
+    from retrievers.pyserini_env import prepare
+
+    prepare()
+    from jnius import autoclass
+
+    searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir / "lucene"))
+    if searcher.get_total_num_docs() != verses:
+        raise BadInput(f"{index_dir}: index holds {searcher.get_total_num_docs()} verses, corpus has {verses}; "
+                       "delete the folder")
+    searcher.set_bm25(float(config.k1), float(config.b))
+    extra = 0
+    if isinstance(config, Bm25Rm3Config):
+        # As LuceneSearcher.set_rm3 does for an index with document vectors: no collection class, no debug output,
+        # keep only English-looking terms.
+        searcher.set_rm3(None, int(config.fb_terms), int(config.fb_docs), float(config.original_query_weight),
+                         False, True)
+        extra = config.fb_terms
+    # Every analyzed term is one clause and every term is at least one character long. The limit is JVM-wide; it
+    # only ever goes up.
+    index_searcher = autoclass("org.apache.lucene.search.IndexSearcher")
+    need = config.max_query_chars + extra + 64
+    if index_searcher.getMaxClauseCount() < need:
+        index_searcher.setMaxClauseCount(need)
+    return searcher

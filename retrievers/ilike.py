@@ -1,0 +1,139 @@
+"""ilike: SQL substring matching, the baseline a plain app would ship.
+
+A query becomes words: the lowercased query's runs of word characters (`\\w+`: letters of any script, digits,
+underscore), deduplicated in order of first appearance. No stopwords are removed and nothing is stemmed: "the" matches
+almost every verse and "love" matches "beloved", which is exactly what a plain app does. A verse's score is the
+number of words it contains (`text ILIKE '%word%'`); ties go to the earlier verse in canonical order. All of it is
+one SQL statement per query; every word is a bound parameter with `\\`, `%` and `_` escaped, so user text is only
+ever text.
+
+Backends: SQLite in memory (default; built from the corpus in well under a second) or, with `dsn=`, real PostgreSQL
+`ILIKE` through psycopg 3 on a table `versebench_<corpus id>` loaded once. They agree on ASCII letters. They do not
+agree on non-ASCII letters: SQLite's LIKE folds case for ASCII only ("æneas" misses "Æneas"), PostgreSQL's ILIKE
+folds them by the database's locale. The WEB text has no non-ASCII letters; KJV has "Æneas" and "Cæsar".
+
+Limits (in the config): only the first `max_words` distinct words count (a 10,000-character query is cut to them);
+words longer than the longest word in the corpus are dropped first, since they cannot match anything (and SQLite
+refuses LIKE patterns over 50,000 bytes).
+"""
+
+import dataclasses
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from harness.errors import BadInput
+from retrievers.base import check_k, config_from_options, redact_dsn, strictly_decreasing
+
+WORD = re.compile(r"\w+")
+BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class IlikeConfig:
+    backend: str = "sqlite"  # "sqlite" (embedded, in memory) or "postgresql" (needs dsn)
+    dsn: str | None = None  # PostgreSQL connection string; stored here with its password redacted
+    max_words: int = 32  # only the first max_words distinct query words count
+
+
+def query_words(query: str, max_words: int, max_len: int | None = None) -> list[str]:
+    """The words of a query, as described in the module docstring."""
+    words = dict.fromkeys(WORD.findall(query.lower()))
+    return [w for w in words if max_len is None or len(w) <= max_len][:max_words]
+
+
+def like_pattern(word: str) -> str:
+    """`%word%` with LIKE's wildcards and the escape character itself escaped (used with ESCAPE '\\')."""
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def ranking_sql(n_words: int, *, table: str, op: str, param: str) -> str:
+    """One statement: count matching words per verse, keep verses with at least one, best first, then canonical order.
+    `table` is a trusted identifier (ours), `op` is LIKE or ILIKE, `param` the driver's placeholder."""
+    matched = " + ".join([f"CASE WHEN text {op} {param} ESCAPE '\\' THEN 1 ELSE 0 END"] * n_words)
+    return (f"SELECT id, score FROM (SELECT id, pos, {matched} AS score FROM {table}) AS m "
+            f"WHERE score > 0 ORDER BY score DESC, pos ASC LIMIT {param}")
+
+
+class IlikeRetriever:
+    name = "ilike"
+
+    def __init__(self, corpus, config: IlikeConfig, dsn: str | None = None):
+        self.config = config
+        self._corpus = corpus
+        # Longest run of word characters in any verse: a longer query word cannot be a substring of a verse.
+        self._max_len = max((len(w) for t in corpus.texts for w in WORD.findall(t)), default=0)
+        if config.backend == "sqlite":
+            self._conn, self._table, self._op, self._param = _sqlite_table(corpus), "verses", "LIKE", "?"
+        else:
+            self._conn, self._table = _postgres_table(dsn, corpus)
+            self._op, self._param = "ILIKE", "%s"
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+        check_k(k)
+        results = {}
+        for qid, text in queries.items():
+            words = query_words(text, self.config.max_words, self._max_len)
+            if not words:
+                results[qid] = {}
+                continue
+            sql = ranking_sql(len(words), table=self._table, op=self._op, param=self._param)
+            rows = self._conn.execute(sql, [*map(like_pattern, words), k]).fetchall()
+            results[qid] = strictly_decreasing(rows)
+        return results
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def make(corpus, **options) -> IlikeRetriever:
+    """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32)."""
+    config = config_from_options(IlikeConfig, options, "ilike")
+    if config.dsn and "backend" not in options:
+        config = dataclasses.replace(config, backend="postgresql")
+    if config.backend not in BACKENDS:
+        raise BadInput(f"ilike: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if (config.backend == "postgresql") != bool(config.dsn):
+        raise BadInput("ilike: the postgresql backend needs dsn=postgresql://...; the sqlite backend takes no dsn")
+    if isinstance(config.max_words, bool) or not isinstance(config.max_words, int) or config.max_words < 1:
+        raise BadInput(f"ilike: max_words must be a positive integer, got {config.max_words!r}")
+    dsn = config.dsn
+    if dsn:
+        config = dataclasses.replace(config, dsn=redact_dsn(dsn))
+    return IlikeRetriever(corpus, config, dsn)
+
+
+def _sqlite_table(corpus) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE verses (pos INTEGER PRIMARY KEY, id TEXT NOT NULL, text TEXT NOT NULL)")
+    conn.executemany("INSERT INTO verses VALUES (?, ?, ?)", zip(range(len(corpus)), corpus.ids, corpus.texts))
+    conn.commit()
+    return conn
+
+
+def _postgres_table(dsn: str, corpus):
+    """Connect and make sure table `versebench_<corpus id>` holds the corpus. The name carries the corpus's content
+    hash, so an existing complete table is the right one; loading is one transaction, so a table is complete or absent."""
+    import psycopg
+    from psycopg import sql
+
+    table = "versebench_" + re.sub(r"\W", "_", corpus.corpus_id).lower()
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as e:
+        raise BadInput(f"{redact_dsn(dsn)}: cannot connect to PostgreSQL: {str(e).strip().splitlines()[0]}") from None
+    ident = sql.Identifier(table)
+    with conn.transaction():
+        # Two processes loading the same corpus at once: the second waits, then finds the table.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [table])
+        if conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:
+            conn.execute(sql.SQL("CREATE TABLE {} (pos integer PRIMARY KEY, id text NOT NULL, text text NOT NULL)")
+                         .format(ident))
+            with conn.cursor().copy(sql.SQL("COPY {} (pos, id, text) FROM STDIN").format(ident)) as copy:
+                for row in zip(range(len(corpus)), corpus.ids, corpus.texts):
+                    copy.write_row(row)
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
+    if rows != len(corpus):
+        raise BadInput(f"{redact_dsn(dsn)}: table {table} has {rows} rows but corpus {corpus.corpus_id} has "
+                       f"{len(corpus)}; drop the table and run again")
+    return conn, ident.as_string(conn)
