@@ -21,6 +21,7 @@ METHODS = ("wsum", "rrf", "sum", "mnz", "wmnz", "max", "min", "med", "anz", "gmn
 DEFAULT_PARAMS = {"wsum": {"weights": [0.5, 0.5]}, "wmnz": {"weights": [0.5, 0.5]}, "rrf": {"k": 60},
                   "rbc": {"phi": 0.8}, "w_bordafuse": {"weights": [0.5, 0.5]},
                   "w_condorcet": {"weights": [0.5, 0.5]}, "mixed": {"weights": [0.5, 0.5]}}
+NOTHING = "\0nothing"
 NORM = {"rrf": None, "isr": None, "log_isr": None, "logn_isr": None, "rbc": None, "bordafuse": None,
         "w_bordafuse": None, "condorcet": None, "w_condorcet": None}  # rank-based methods take no score norm
 
@@ -112,13 +113,13 @@ def fuse(sparse: dict, dense: dict, cfg: HybridConfig, k: int) -> dict[str, dict
     qids = [q for q in sparse if sparse[q] or dense.get(q)]
     if not qids:
         return out
-    # ranx drops a query with no results from a run; an absent side contributes nothing rather than failing.
-    runs = [ranx.Run({q: (side.get(q) or {}) for q in qids if side.get(q)}, name=n)
+    # ranx refuses a run with an empty query (or no queries). A side with nothing for a query gets a placeholder verse
+    # scored 0: normalisation is per query and per run, so it changes no real verse's fused score, and is dropped.
+    runs = [ranx.Run({q: (side.get(q) or {NOTHING: 0.0}) for q in qids}, name=n)
             for side, n in ((sparse, "sparse"), (dense, "dense"))]
-    runs = [r for r in runs if len(r)]
     fused = ranx.fuse(runs, norm=cfg.norm, method=cfg.fusion, params=cfg.params or None).to_dict()
     for q in qids:
-        ranked = sorted(fused.get(q, {}).items(), key=lambda kv: -kv[1])[:k]
+        ranked = sorted(((d, v) for d, v in fused.get(q, {}).items() if d != NOTHING), key=lambda kv: -kv[1])[:k]
         out[q] = {d: float(s) for d, s in ranked}
     return out
 
