@@ -161,6 +161,7 @@ def ensure_index(corpus) -> Path:
         return final
     if len(corpus) >= 10**6:
         raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
+    from rich.console import Console
     from rich.progress import Progress
 
     from retrievers.pyserini_env import prepare
@@ -177,7 +178,7 @@ def ensure_index(corpus) -> Path:
             ["-index", str(tmp / "lucene"), "-storeDocvectors", "-input", "", "-collection", "JsonCollection",
              "-threads", "1"])
         docs = [json.dumps({"id": f"{i:06d}", "contents": t}) for i, t in enumerate(corpus.texts)]
-        with Progress(transient=True) as progress:
+        with Progress(console=Console(stderr=True), transient=True) as progress:  # stdout may be --json
             task = progress.add_task(f"indexing {corpus.corpus_id} (BM25)", total=len(docs))
             for at in range(0, len(docs), 1000):
                 added = indexer.addRawDocuments(docs[at:at + 1000])
