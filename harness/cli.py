@@ -128,6 +128,31 @@ def qrels_stats(as_json: bool = typer.Option(False, "--json")):
         typer.echo(f"{name:18} {st['queries']:5} queries {st['relevant']:6} relevant  scope={st['scope']} "
                    f"split={st['split']} kind={st['kind']}" + (f" distractors={st['distractors']}" if "distractors" in st else ""))
 
+
+@qrels_app.command("build")
+def qrels_build_cmd(
+    name: str = typer.Argument(..., help="thematic (Nave's -> thematic-dev, thematic-test) or keyword-xlate."),
+    out: str = typer.Option(None, "--out", help="Root folder to write the set folders into (default: qrels/)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Generate a query set from its sources (deterministic: the same inputs give byte-identical files)."""
+    from rich.console import Console
+
+    from harness import qrels_build
+
+    with Console(stderr=True).status(f"building {name} ..."):
+        summary = qrels_build.build(name, out)
+    if as_json:
+        emit_json(summary)
+        return
+    for path in summary["written"]:
+        typer.echo(f"wrote {path}")
+    if name == "thematic":
+        typer.echo(f"queries: {summary['queries']}  topics: {summary['topics']}  unparsed refs: "
+                   f"{summary['unparsed_refs']}")
+    else:
+        typer.echo(f"queries: {summary['queries']}  by translation: {summary['by_translation']}")
+
 # ---- run / search -------------------------------------------------------------------------------------------------
 
 def _retriever_names() -> list[str]:
