@@ -111,6 +111,7 @@ def test_keyword_xlate_is_sound(xlate):
         assert qb._norm(text) in qb._norm(corpora[t].text(docid)), (qid, text)
 
 
+@pytest.mark.slow
 def test_builders_are_deterministic_and_committed_files_are_current(tmp_path, thematic, xlate):
     """Building twice gives identical bytes, and what is committed is what the builders make now."""
     again_t, _ = qb.thematic_files()
