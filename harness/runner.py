@@ -32,23 +32,16 @@ class RunConfig:
 
 
 def strict_order(run: dict, position: dict) -> dict:
-    """Scores made strictly decreasing, ties broken by canonical verse order, each moved by at most a few ULPs.
+    """Every query's scores made strictly decreasing, ties broken by canonical verse order (earlier verse first).
 
     Evaluators break ties their own way (ranx by internal order, trec_eval by docid), so a tie would make the same run
-    score differently in different tools. Nudging tied scores down to the next representable float fixes the order
-    the retriever intended without changing any score that was not tied.
+    score differently in different tools. Applied to every retriever's output, whatever it did itself.
     """
-    out = {}
-    for qid, docs in run.items():
-        ranked = sorted(docs.items(), key=lambda kv: (-kv[1], position.get(kv[0], math.inf), kv[0]))
-        fixed, prev = {}, math.inf
-        for d, s in ranked:
-            s = float(s)
-            if s >= prev:
-                s = math.nextafter(prev, -math.inf)
-            fixed[d] = prev = s
-        out[qid] = fixed
-    return out
+    from retrievers.base import strictly_decreasing
+
+    return {qid: strictly_decreasing(sorted(docs.items(), key=lambda kv: (-kv[1], position.get(kv[0], math.inf),
+                                                                          kv[0])))
+            for qid, docs in run.items()}
 
 
 def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[QuerySet]:

@@ -15,6 +15,8 @@ import dataclasses
 import importlib
 import math
 import re
+
+import numpy as np
 import typing
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -104,10 +106,16 @@ def check_k(k) -> int:
 
 def strictly_decreasing(ranked: Iterable[tuple[str, float]]) -> dict[str, float]:
     """`ranked`: (docid, score) pairs already in the intended order, scores non-increasing. Returns them as a dict
-    whose scores strictly decrease: a score equal to (or, after earlier steps, above) the one before it becomes the
-    next float below that one. The change is a few units in the last place, far below any real score difference."""
+    whose scores strictly decrease even when read as 32-bit floats: each score is rounded to float32 and one equal to
+    (or, after earlier steps, above) the one before it becomes the next float32 below that one.
+
+    Why float32: trec_eval (and so pytrec_eval and ir_measures) keeps run scores in single precision, so ties made
+    strict by 64-bit ULPs came back as ties there and were broken by docid; the two evaluators then disagreed (seen on
+    ILIKE runs, whose scores are small integers). A float32 step moves a score by about 1e-7 of its size.
+    """
     out: dict[str, float] = {}
-    prev_given = prev = math.inf
+    prev_given = math.inf
+    prev = np.float32(np.inf)
     for docid, score in ranked:
         score = float(score)
         if score > prev_given or math.isnan(score):
@@ -115,7 +123,9 @@ def strictly_decreasing(ranked: Iterable[tuple[str, float]]) -> dict[str, float]
         if docid in out:
             raise ValueError(f"{docid} ranked twice")
         prev_given = score
-        prev = out[docid] = score if score < prev else math.nextafter(prev, -math.inf)
+        s32 = np.float32(score)
+        prev = s32 if s32 < prev else np.nextafter(prev, np.float32(-np.inf))
+        out[docid] = float(prev)
     return out
 
 

@@ -36,7 +36,7 @@ def test_strict_order_breaks_ties_by_canonical_position_and_keeps_other_scores()
     order = sorted(fixed, key=lambda d: -fixed[d])
     assert order == ["Matt.1.1", "Matt.1.2", "John.3.16", "x"]
     assert fixed["Matt.1.1"] == 1.0 and fixed["x"] == 0.5
-    assert fixed["John.3.16"] > 1.0 - 1e-12
+    assert fixed["John.3.16"] > 1.0 - 1e-6
     # Each nudged score is distinct, so every evaluator sees the same order.
     assert len(set(fixed.values())) == 4
 

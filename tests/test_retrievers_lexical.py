@@ -5,6 +5,7 @@ import os
 import random
 import re
 
+import numpy as np
 import pytest
 
 from harness.corpus import Corpus
@@ -71,11 +72,15 @@ def test_unknown_and_bad_options_are_rejected(nt_corpus):
         r.search({"q": "love"}, 0)
 
 
-def test_strictly_decreasing_breaks_ties_in_given_order_by_ulps():
+def test_strictly_decreasing_breaks_ties_in_given_order_by_float32_ulps():
     out = base.strictly_decreasing([("a", 3), ("b", 3), ("c", 3), ("d", 2.5), ("e", 2.5)])
     assert list(out) == ["a", "b", "c", "d", "e"]
-    assert out["a"] == 3.0 and out["b"] == math.nextafter(3.0, 0) and out["c"] == math.nextafter(out["b"], 0)
-    assert out["d"] == 2.5 and out["e"] == math.nextafter(2.5, 0)
+    f32 = np.float32
+    assert out["a"] == 3.0 and out["b"] == float(np.nextafter(f32(3.0), f32(0)))
+    assert out["c"] == float(np.nextafter(f32(out["b"]), f32(0)))
+    assert out["d"] == 2.5 and out["e"] == float(np.nextafter(f32(2.5), f32(0)))
+    # distinct as 32-bit floats too, which is how trec_eval reads them
+    assert len({np.float32(v) for v in out.values()}) == 5
     with pytest.raises(ValueError, match="non-increasing"):
         base.strictly_decreasing([("a", 1.0), ("b", 2.0)])
     with pytest.raises(ValueError, match="ranked twice"):
