@@ -161,17 +161,22 @@ def _retriever_names() -> list[str]:
     return names()
 
 
-def _retriever_options(checkpoint, dense, fusion, dsn) -> dict:
-    opts = {}
-    if checkpoint is not None:
-        opts["checkpoint"] = checkpoint
-    if dense is not None:
-        opts["dense"] = dense
-    if fusion is not None:
-        opts["fusion"] = fusion
-    if dsn is not None:
-        opts["dsn"] = dsn
-    return opts
+# Which retrievers each retriever-specific flag goes to; the registry refuses options a retriever does not have.
+OPTION_TARGETS = {"dsn": ("ilike",), "checkpoint": ("encoder", "hybrid"), "dense": ("hybrid",),
+                  "fusion": ("hybrid",)}
+
+
+def _retriever_options(retrievers, **given) -> dict:
+    out = {r: {} for r in retrievers}
+    for opt, val in given.items():
+        if val is None:
+            continue
+        targets = [r for r in retrievers if r in OPTION_TARGETS[opt]]
+        if not targets:
+            raise BadInput(f"--{opt} applies to {' or '.join(OPTION_TARGETS[opt])}, which this command does not run")
+        for r in targets:
+            out[r][opt] = val
+    return out
 
 
 def _expand_retrievers(chosen: list[str]) -> tuple[str, ...]:
@@ -224,8 +229,10 @@ def run(
     if (queries is None) != (qrels is None):
         raise BadInput("--queries and --qrels go together")
     ext = external_set(queries, qrels, distractors) if queries else None
-    cfg = RunConfig(retrievers=_expand_retrievers(retriever), sets=tuple(set_), scope=scope, translation=translation,
-                    k=k, stat_test=stat_test, options=_retriever_options(checkpoint, dense, fusion, dsn))
+    names = _expand_retrievers(retriever)
+    cfg = RunConfig(retrievers=names, sets=tuple(set_), scope=scope, translation=translation, k=k,
+                    stat_test=stat_test,
+                    options=_retriever_options(names, checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn))
     if out:
         cfg = replace(cfg, out_root=Path(out))
     console = Console(stderr=True)
@@ -267,7 +274,8 @@ def search(
         raise BadInput(f"--k must be between 1 and 1000, got {k}")
     name = _expand_retrievers([retriever])[0]
     corpus = load_corpus(translation, scope)
-    r = make(name, corpus, **_retriever_options(checkpoint, dense, fusion, dsn))
+    opts = _retriever_options([name], checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn)[name]
+    r = make(name, corpus, **opts)
     explain = getattr(r, "explain", None)
     parts = explain(query, k) if explain else None  # {docid: {part: (score, rank)}}
     hits = strict_order(r.search({"q": query}, k), corpus.position).get("q", {})
@@ -295,6 +303,256 @@ def search(
     if not ranked:
         console.print("no verse matched")
 
+@app.command("tune-fusion")
+def tune_fusion(
+    dense: str = typer.Option("encoder", "--dense", help="encoder | minilm"),
+    fusion: str = typer.Option("wsum", "--fusion"),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Dev split(s) to tune on; default: every dev split."),
+    metric: str = typer.Option("ndcg@10", "--metric"),
+    checkpoint: str = typer.Option(None, "--checkpoint"),
+    scope: str = typer.Option("nt", "--scope"),
+):
+    """Tune hybrid fusion parameters with ranx.optimize_fusion on dev splits only; saves retrievers/fusion_weights.json."""
+    from harness.corpus import load_corpus
+    from harness.qsets import load_set, read_set, set_names
+    from retrievers.hybrid import tune
+
+    names = list(set_) or [n for n in set_names() if read_set(n).meta.get("split") == "dev"]
+    sets = [load_set(n, scope) for n in names]
+    entry = tune(load_corpus("web", scope), dense, fusion, sets, metric=metric, checkpoint=checkpoint)
+    emit_json(entry)
+
+
 # ---- encoder: data / train / finetune -----------------------------------------------------------------------------
 
+def _render_window(tk, inputs, attn, labels) -> str:
+    """Word pieces joined back into text; a target shows as [shown>original] (shown: MASK, a random piece, or =)."""
+    words = []
+    for i, a, lab in zip(inputs, attn, labels):
+        if not a:
+            break
+        piece = tk.id_to_token(int(i))
+        if lab != -100:
+            orig = tk.id_to_token(int(lab))
+            shown = "MASK" if piece == "[MASK]" else ("=" if int(i) == int(lab) else piece)
+            piece = ("##" if orig.startswith("##") else "") + f"[{shown}>{orig.removeprefix('##')}]"
+        if piece.startswith("##") and words:
+            words[-1] += piece[2:]
+        else:
+            words.append(piece)
+    return " ".join(words)
+
+
+@data_app.command("inspect")
+def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
+                 preset: str = typer.Option("small", "--preset", help="tiny|small|base: its tokenizer and max_len"),
+                 tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
+                 seed: int = typer.Option(0, "--seed"),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Sample MLM training windows (targets shown as [shown>original]) and the split's counts."""
+    from encoder import data
+    from encoder import tokenizer as tok
+    from encoder.model import PRESETS
+    from encoder.train import preset_config
+    cfg = preset_config(preset, tokenizer=tokenizer, seed=seed)
+    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
+    tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction), data.texts_fn(sources, cfg.val_fraction))
+    ws = data.load_windows(tk, sources, PRESETS[preset].max_len, cfg.val_fraction)
+    masking = data.Masking.of(tk, cfg.mask_prob)
+    inputs, attn, labels = data.train_batch(ws.train, masking, tok.special_ids(tk)["pad"], max(n, 1), seed, 0)
+    samples = [_render_window(tk, *row) for row in zip(inputs[:n], attn[:n], labels[:n])]
+    counts = {k: ws.stats[k] for k in ("train_windows", "val_windows", "train_tokens", "val_tokens", "heldout_ids",
+                                       "split_units", "max_len", "val_fraction")}
+    counts.update(tokenizer=cfg.tokenizer, vocab_size=tk.get_vocab_size(), mask_prob=cfg.mask_prob,
+                  sources={name: {"id": key, "units": units} for name, key, units in ws.stats["sources"]})
+    if as_json:
+        emit_json({"counts": counts, "samples": samples})
+        return
+    for k, text in enumerate(samples, 1):
+        typer.echo(f"--- window {k} ({int(attn[k - 1].sum())} tokens, {int((labels[k - 1] != -100).sum())} targets)")
+        typer.echo(text)
+    typer.echo("---")
+    for name, c in counts["sources"].items():
+        typer.echo(f"source {name}: {c['units']} texts ({c['id']})" + ("  [train only]" if name == "naves" else ""))
+    for k in ("tokenizer", "vocab_size", "max_len", "val_fraction", "mask_prob", "heldout_ids", "split_units",
+              "train_windows", "val_windows", "train_tokens", "val_tokens"):
+        typer.echo(f"{k}: {counts[k]}")
+
+
+@app.command("train")
+def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base (default small)"),
+              device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+              steps: int = typer.Option(None, "--steps", help="optimizer steps (total, also when resuming)"),
+              out: str = typer.Option(None, "--out", help="checkpoint folder (default build/encoder-PRESET)"),
+              resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
+              overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+              batch_size: int = typer.Option(None, "--batch-size"),
+              lr: float = typer.Option(None, "--lr", help="peak learning rate"),
+              optimizer: str = typer.Option(None, "--optimizer", help="adamw|sgd"),
+              warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
+              no_clip: bool = typer.Option(False, "--no-clip", help="no gradient-norm clipping"),
+              max_len: int = typer.Option(None, "--max-len", help="window length (<= the preset's positions)"),
+              tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
+              translations: str = typer.Option(None, "--translations", help="comma list, default web,kjv,asv,ylt,dar"),
+              norm: str = typer.Option(None, "--norm", help="pre|post (ablation)"),
+              act: str = typer.Option(None, "--act", help="gelu|relu (ablation)"),
+              pos: str = typer.Option(None, "--pos", help="sinusoidal|learned (ablation)"),
+              compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+              seed: int = typer.Option(None, "--seed"),
+              as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
+    """Pre-train the in-repo encoder with masked language modelling; writes a checkpoint folder."""
+    from dataclasses import asdict, replace
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from encoder import checkpoint as ckpt
+    from encoder.train import TrainConfig, preset_config, resolve_device, train
+
+    resolve_device(device)  # refuse an unusable device before any data is loaded
+    model = {k: v for k, v in (("norm", norm), ("act", act), ("pos", pos)) if v is not None}
+    given = dict(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer, warmup=warmup, max_len=max_len,
+                 tokenizer=tokenizer, seed=seed, device=device, compile=compile_ or None,
+                 translations=tuple(t.strip() for t in translations.split(",")) if translations else None,
+                 model=model or None)
+    if resume:  # the stored config is the base; options given here override it (train() refuses real changes)
+        folder = Path(out or f"build/encoder-{preset or 'small'}")
+        ckpt.recover(folder)
+        stored = TrainConfig.from_dict(ckpt.read_config(folder).get("train", {}))
+        if preset is not None and preset != stored.preset:
+            raise BadInput(f"{folder}: the checkpoint is preset {stored.preset}, not {preset}")
+        cfg = TrainConfig.from_dict({**asdict(stored), "out": str(folder),
+                                     **{k: v for k, v in given.items() if v is not None}})
+    else:
+        cfg = preset_config(preset or "small", out=out, **given)
+    if no_clip:
+        cfg = replace(cfg, clip=None)
+
+    interactive = sys.stderr.isatty()
+    every = max(1, cfg.steps // 50)
+    with Progress(TextColumn("[bold]train {task.fields[preset]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.3f}  val {task.fields[val]}  {task.fields[tps]:.0f} tok/s"),
+                  TimeRemainingColumn(), disable=not interactive, transient=False) as bar:
+        task = bar.add_task("train", total=cfg.steps, preset=cfg.preset, loss=float("nan"), val="-", tps=0.0)
+
+        def on_step(rec: dict, total: int) -> None:
+            val = f"{rec['val_loss']:.3f}" if "val_loss" in rec else None
+            bar.update(task, completed=rec["step"], loss=rec["loss"], tps=rec["tokens_per_s"],
+                       **({"val": val} if val else {}))
+            if not interactive and (rec["step"] % every == 0 or val or rec["step"] == total):
+                typer.echo(f"step {rec['step']}/{total} loss {rec['loss']:.4f} lr {rec['lr']:.2e} "
+                           f"grad_norm {rec['grad_norm']:.3f} tok/s {rec['tokens_per_s']:.0f}"
+                           + (f" val_loss {val}" if val else ""), err=True)
+
+        path = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step)
+    manifest = ckpt.read_json(path / "manifest.json")
+    if as_json:
+        emit_json({"checkpoint": str(path), **manifest})
+    else:
+        typer.echo(f"checkpoint {path}: {manifest['steps']} steps, train loss {manifest['final_train_loss']:.4f}, "
+                   f"val loss {manifest['final_val_loss']}, {manifest['wall_s']} s")
+
+
 # ---- gate / compare / perf ----------------------------------------------------------------------------------------
+
+@app.command()
+def gate(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Candidate encoder checkpoint folder."),
+    baseline: str = typer.Option("reports/baseline.json", "--baseline"),
+    tolerance: float = typer.Option(0.01, "--tolerance", help="Largest drop that never fails (absolute)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the paired test."),
+    stat_test: str = typer.Option("student", "--stat-test", help="ranx paired test: student | fisher."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Gate only these sets (default: all gate sets)."),
+    verdict_path: str = typer.Option(None, "--verdict", help="Where to write the verdict JSON."),
+    update_baseline: bool = typer.Option(False, "--update-baseline",
+                                         help="Rewrite the baseline from this candidate if it passes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict JSON to stdout."),
+):
+    """Refuse an encoder checkpoint that is significantly worse than the committed baseline (exit 1)."""
+    import time
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from harness import gate as G
+
+    t0 = time.perf_counter()
+    if not 0 < alpha < 1:
+        raise BadInput(f"--alpha must be between 0 and 1, got {alpha}")
+    if tolerance < 0:
+        raise BadInput(f"--tolerance must be >= 0, got {tolerance}")
+    sets = tuple(set_) or G.GATE_SETS
+    bad = [s for s in sets if s not in G.GATE_SETS]
+    if bad:
+        raise BadInput(f"{bad[0]!r} is not a gate set ({', '.join(G.GATE_SETS)})")
+    base_path = Path(baseline)
+    base = None
+    if base_path.exists() or not update_baseline:
+        base = G.read_baseline(base_path)
+        base = {**base, "results": {s: v for s, v in base["results"].items() if s in sets},
+                "per_query": {s: v for s, v in base["per_query"].items() if s in sets}}
+    err = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        report, folder = G.evaluate_candidate(checkpoint, sets, progress=progress, stat_test=stat_test)
+    cand_sha = report["meta"]["checkpoint_sha256"].get("encoder", "")
+    if base is None:  # first baseline ever: nothing to compare with
+        G.write_json(base_path, G.to_baseline(report, checkpoint, sets))
+        err.print(f"no baseline at {base_path}: wrote one from {checkpoint}")
+        return
+    G.check_basis(report, base, base_path)
+    rows = G.compare(report, base, tolerance, alpha, stat_test)
+    failed = tuple(f"{r.set}/{r.retriever}/{r.metric}" for r in rows if r.status == "worse")
+    verdict = G.Verdict(passed=not failed, candidate=str(checkpoint), candidate_sha256=cand_sha,
+                        baseline=str(base_path), baseline_sha256=base["meta"]["gate"]["checkpoint_sha256"] or "",
+                        tolerance=tolerance, alpha=alpha, stat_test=stat_test, rows=tuple(rows), failed=failed,
+                        date=report["meta"]["date"], seconds=round(time.perf_counter() - t0, 1),
+                        meta={"run_folder": str(folder), "corpus": report["meta"]["corpus"]["id"]})
+    G.write_json(Path(verdict_path) if verdict_path else folder / "verdict.json", verdict.to_dict())
+    if as_json:
+        emit_json(verdict.to_dict())
+    else:
+        table = Table(title=f"gate: {checkpoint} vs {base_path} (tolerance {tolerance}, alpha {alpha})",
+                      title_justify="left")
+        for h in ("set", "retriever", "metric", "baseline", "candidate", "delta", "p", "status"):
+            table.add_column(h, justify="right" if h in ("baseline", "candidate", "delta", "p") else "left")
+        style = {"worse": "red", "better": "green", "unchanged": ""}
+        for r in rows:
+            table.add_row(r.set, r.retriever, r.metric, f"{r.baseline:.4f}", f"{r.candidate:.4f}",
+                          f"{r.delta:+.4f}", f"{r.p_value:.3g}", f"[{style[r.status]}]{r.status}[/]" if style[r.status]
+                          else r.status)
+        Console().print(table)
+        Console().print(f"verdict: {'PASS' if verdict.passed else 'FAIL'} in {verdict.seconds:.1f} s "
+                        f"(written to {Path(verdict_path) if verdict_path else folder / 'verdict.json'})")
+    if failed:
+        err.print(f"gate failed: significant drops in {', '.join(failed)}")
+        raise typer.Exit(1)
+    if update_baseline:
+        G.write_json(base_path, G.to_baseline(report, checkpoint, sets))
+        err.print(f"baseline {base_path} updated from {checkpoint}")
+
+
+@app.command()
+def compare(
+    reports: list[str] = typer.Argument(..., help="report.json files (or run folders) to put side by side."),
+    out: str = typer.Option(None, "--out", help="Folder for compare.md and the PNG charts."),
+    metric: str = typer.Option("ndcg@10", "--metric", help="Metric the charts show."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """One table across saved reports, with significance markers, and a PNG bar chart per set."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from harness import compare as C
+
+    table = C.combine([(p, C.load(p)) for p in reports])
+    folder = Path(out) if out else C.default_out()
+    written = C.write(table, folder, metric)
+    if as_json:
+        emit_json(table)
+        return
+    C.print_table(table, Console())
+    Console().print(f"wrote {', '.join(str(p) for p in written)}")
