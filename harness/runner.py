@@ -14,7 +14,7 @@ from pathlib import Path
 from harness import metrics as M
 from harness.errors import BadInput
 from harness.paths import REPO, atomic_write_text
-from harness.qsets import QuerySet, format_run, load_set, set_names
+from harness.qsets import QuerySet, format_run, load_set, read_set, set_names
 
 MAX_K = 1000
 
@@ -22,7 +22,7 @@ MAX_K = 1000
 @dataclass(frozen=True)
 class RunConfig:
     retrievers: tuple[str, ...]
-    sets: tuple[str, ...] = ()  # empty: every committed set with queries in scope
+    sets: tuple[str, ...] = ()  # empty: every committed non-dev set with queries in scope
     scope: str = "nt"
     translation: str = "web"
     k: int = 100
@@ -47,7 +47,8 @@ def strict_order(run: dict, position: dict) -> dict:
 def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[QuerySet]:
     if external is not None:
         return [external] + [load_set(n, scope) for n in names]
-    chosen = list(names) or set_names()
+    # By default every set meant for reporting; dev splits are for tuning and are run only when named.
+    chosen = list(names) or [n for n in set_names() if read_set(n).meta.get("split") != "dev"]
     sets = [load_set(n, scope) for n in chosen]
     if names:
         empty = [s.name for s in sets if not s.queries]
