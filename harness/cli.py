@@ -453,6 +453,84 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
                    f"val loss {manifest['final_val_loss']}, {manifest['wall_s']} s")
 
 
+@app.command("finetune")
+def finetune_cmd(init: str = typer.Option(..., "--from", help="pre-trained checkpoint folder to start from"),
+                 out: str = typer.Option(None, "--out", help="checkpoint folder (default build/finetune-NAME)"),
+                 steps: int = typer.Option(None, "--steps", help="optimizer steps (total, also when resuming)"),
+                 batch_size: int = typer.Option(None, "--batch-size",
+                                                help="pairs per step over all processes (in-batch negatives)"),
+                 lr: float = typer.Option(None, "--lr", help="peak learning rate"),
+                 temperature: str = typer.Option(None, "--temperature", help="'learned' (init 0.05) or a number"),
+                 max_len: int = typer.Option(None, "--max-len", help="word pieces per text (default 64)"),
+                 warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
+                 naves_holdout: str = typer.Option(None, "--naves-holdout",
+                                                   help="dev+test (default) or test: Nave topics kept out"),
+                 device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+                 resume: bool = typer.Option(False, "--resume", help="continue the fine-tune in --out"),
+                 overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+                 seed: int = typer.Option(None, "--seed"),
+                 as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
+    """Fine-tune an encoder checkpoint for retrieval (contrastive, in-batch negatives); writes a checkpoint folder.
+    Runs under `torchrun --nproc_per_node N` too (rank 0 writes)."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from encoder import checkpoint as ckpt
+    from encoder.distributed import from_env
+    from encoder.finetune import FinetuneConfig, finetune, parse_temperature
+    from encoder.train import resolve_device
+
+    resolve_device(device)
+    given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
+                 naves_holdout=naves_holdout, seed=seed, device=device)
+    if temperature is not None:
+        given["temperature"], given["learn_temperature"] = parse_temperature(temperature)
+    folder = Path(out or f"build/finetune-{Path(init).resolve().name}")
+    given["out"] = str(folder)
+    if resume:
+        ckpt.recover(folder)
+        stored = ckpt.read_config(folder).get("finetune")
+        if stored is None:
+            raise BadInput(f"{folder}: not a fine-tuned checkpoint (no \"finetune\" in config.json)")
+        cfg = FinetuneConfig.from_dict({**asdict(FinetuneConfig.from_dict(stored)),
+                                        **{k: v for k, v in given.items() if v is not None}})
+    else:
+        cfg = FinetuneConfig.from_dict({k: v for k, v in given.items() if v is not None})
+
+    main = from_env().main
+    interactive = sys.stderr.isatty() and main
+    every = max(1, cfg.steps // 50)
+    with Progress(TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.2f}  T {task.fields[t]:.3f}  "
+                             "val acc {task.fields[val]}  {task.fields[tps]:.0f} tok/s"),
+                  TimeRemainingColumn(), disable=not interactive, transient=False) as bar:
+        task = bar.add_task("finetune", total=cfg.steps, loss=float("nan"), acc=0.0, t=cfg.temperature, val="-",
+                            tps=0.0)
+
+        def on_step(rec: dict, total: int) -> None:
+            val = f"{rec['val_acc']:.3f}" if "val_acc" in rec else None
+            bar.update(task, completed=rec["step"], loss=rec["loss"], acc=rec["acc"], t=rec["temperature"],
+                       tps=rec["tokens_per_s"], **({"val": val} if val else {}))
+            if not interactive and (rec["step"] % every == 0 or val or rec["step"] == total):
+                typer.echo(f"step {rec['step']}/{total} loss {rec['loss']:.4f} acc {rec['acc']:.3f} "
+                           f"lr {rec['lr']:.2e} grad_norm {rec['grad_norm']:.3f} T {rec['temperature']:.4f} "
+                           f"tok/s {rec['tokens_per_s']:.0f}" + (f" val_acc {val} val_loss {rec['val_loss']:.4f}"
+                                                                 if val else ""), err=True)
+
+        path = finetune(cfg, resume=resume, overwrite=overwrite, on_step=on_step)
+    if not main:
+        return
+    manifest = ckpt.read_json(path / "manifest.json")
+    if as_json:
+        emit_json({"checkpoint": str(path), **manifest})
+    else:
+        fv = manifest.get("final_val") or {}
+        typer.echo(f"checkpoint {path}: {manifest['steps']} steps, train loss {manifest['final_train_loss']:.4f}, "
+                   f"val acc {fv.get('val_acc')}, temperature {manifest['temperature']:.4f}, {manifest['wall_s']} s")
+
+
 # ---- gate / compare / perf ----------------------------------------------------------------------------------------
 
 @app.command()
@@ -556,3 +634,19 @@ def compare(
         return
     C.print_table(table, Console())
     Console().print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+@app.command()
+def perf(
+    part: list[str] = typer.Option([], "--part", "-p",
+                                   help="lexical | qps | encoding | wall | gate (repeatable); default: all."),
+):
+    """Speed benchmarks (index build, queries/s, encoding, whole runs cold and warm, gate); writes reports/perf.json."""
+    from harness import perf as P
+
+    parts = list(part) or list(P.PARTS)
+    bad = [p for p in parts if p not in P.PARTS]
+    if bad:
+        raise BadInput(f"unknown --part {bad[0]!r}; choose from {', '.join(P.PARTS)}")
+    P.run(parts, log=lambda m: typer.echo(m, err=True))
+    typer.echo("wrote reports/perf.json")
