@@ -113,7 +113,7 @@ def save(folder, *, model: Encoder, tokenizer: Tokenizer, config: dict, log: lis
     return folder
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     if not path.is_file():
         raise at(path, None, "missing")
     try:
@@ -134,7 +134,7 @@ def read_config(folder) -> dict:
     for name in REQUIRED:
         if not (folder / name).is_file():
             raise at(folder / name, None, "missing from the checkpoint folder")
-    cfg = _read_json(folder / "config.json")
+    cfg = read_json(folder / "config.json")
     if cfg.get("format") != FORMAT:
         raise at(folder / "config.json", None, f"checkpoint format {cfg.get('format')!r}, expected {FORMAT}")
     if not isinstance(cfg.get("model"), dict):
@@ -159,7 +159,7 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
     if tok.special_ids(tk)["pad"] != mcfg.pad_id:
         raise at(folder / "tokenizer.json", None,
                  f"tokenizer's [PAD] is {tok.special_ids(tk)['pad']} but config.json says pad_id {mcfg.pad_id}")
-    manifest = _read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
+    manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
     wpath = folder / "model.safetensors"
     want = manifest.get("weights_sha256")
     if want and file_sha256(wpath) != want:

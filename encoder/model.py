@@ -30,7 +30,7 @@ class EncoderConfig:
     dropout: float = 0.1
     norm: str = "pre"           # "pre": LN inside the residual branch (stable without tuning); "post": original BERT
     act: str = "gelu"
-    pos: str = "sinusoidal"
+    pos: str = "learned"         # BERT's; "sinusoidal" is the fixed table of Vaswani et al.
     pad_id: int = 0
 
     def __post_init__(self):
@@ -177,8 +177,10 @@ class Encoder(nn.Module):
         B, T = input_ids.shape
         if T > self.cfg.max_len:
             raise BadInput(f"sequence of {T} tokens is longer than the model's {self.cfg.max_len} positions")
-        x = self.tok_emb(input_ids)                                                  # [B, T, D]
-        x = x + (self.pos_emb.weight[:T] if self.cfg.pos == "learned" else self.pos_table[:T])  # + [T, D]
+        if self.cfg.pos == "learned":
+            x = self.tok_emb(input_ids) + self.pos_emb.weight[:T]                   # [B, T, D] + [T, D]
+        else:  # Vaswani et al. scale tokens by sqrt(D): unscaled, the fixed table (rms 0.7) drowns them (rms 0.02)
+            x = self.tok_emb(input_ids) * math.sqrt(self.cfg.d_model) + self.pos_table[:T]
         if self.ln_emb is not None:
             x = self.ln_emb(x)
         x = self.drop(x)

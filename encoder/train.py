@@ -30,6 +30,7 @@ from encoder import tokenizer as tok
 from encoder.model import PRESETS, Encoder, EncoderConfig
 
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class TrainConfig:
     momentum: float = 0.9             # SGD only
     clip: float | None = 1.0          # global gradient-norm limit; None = no clipping
     warmup: int = 100                 # linear warmup steps; 0 = none
+    schedule: str = "linear"          # after warmup: "linear" decay to 0, or "constant"
     tokenizer: str = "wordpiece-8192"  # or "bert-base-uncased"
     translations: tuple[str, ...] = ("web", "kjv", "asv", "ylt", "dar")
     scope: str = "all"
@@ -118,6 +120,8 @@ def check_config(cfg: TrainConfig) -> None:
     problems = []
     if cfg.preset not in PRESETS:
         problems.append(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
+    if cfg.schedule not in SCHEDULES:
+        problems.append(f"schedule must be one of {'|'.join(SCHEDULES)}, got {cfg.schedule!r}")
     if cfg.optimizer not in OPTIMIZERS:
         problems.append(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
     for name in ("steps", "batch_size", "eval_every", "save_every"):
@@ -131,14 +135,20 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append(f"warmup must be a non-negative integer, got {cfg.warmup!r}")
     if not 0.0 <= cfg.val_fraction < 0.5:
         problems.append(f"val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
+    positions = cfg.model.get("max_len", PRESETS[cfg.preset].max_len) if cfg.preset in PRESETS else None
+    if cfg.max_len is not None and positions is not None and not 3 <= cfg.max_len <= positions:
+        problems.append(f"max_len {cfg.max_len} does not fit the {cfg.preset} model's {positions} positions")
     if problems:
         raise BadInput("train config: " + "; ".join(problems))
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Multiplier of the peak lr at 0-based `step`: linear warmup over `warmup` steps, then linear decay to 0."""
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "linear") -> float:
+    """Multiplier of the peak lr at 0-based `step`: linear warmup over `warmup` steps, then linear decay to 0
+    (or constant)."""
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
@@ -252,8 +262,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     except TypeError as e:
         raise BadInput(f"train config: bad model override ({e})") from None
     max_len = cfg.max_len or mcfg.max_len
-    if max_len > mcfg.max_len:
-        raise BadInput(f"max_len {max_len} does not fit the {cfg.preset} model's {mcfg.max_len} positions")
     windows = data.load_windows(tk, sources, max_len, cfg.val_fraction)
     if len(windows.train) == 0:
         raise BadInput("no training windows: the selected corpus is empty")
@@ -263,7 +271,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     torch.manual_seed(cfg.seed)
     model = Encoder(mcfg).to(device)
     opt = make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps, cfg.schedule))
     start, log, wall_before = 0, [], 0.0
     if resume:
         loaded = ckpt.load(out, device)

@@ -347,6 +347,8 @@ def _render_window(tk, inputs, attn, labels) -> str:
 def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
                  preset: str = typer.Option("small", "--preset", help="tiny|small|base: its tokenizer and max_len"),
                  tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
+                 translations: str = typer.Option(None, "--translations", help="comma list (default all five)"),
+                 limit: int = typer.Option(None, "--limit", help="first N verses per translation (no Nave's)"),
                  seed: int = typer.Option(0, "--seed"),
                  as_json: bool = typer.Option(False, "--json")):
     """Sample MLM training windows (targets shown as [shown>original]) and the split's counts."""
@@ -354,7 +356,8 @@ def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
     from encoder import tokenizer as tok
     from encoder.model import PRESETS
     from encoder.train import preset_config
-    cfg = preset_config(preset, tokenizer=tokenizer, seed=seed)
+    cfg = preset_config(preset, tokenizer=tokenizer, seed=seed, limit=limit,
+                        translations=tuple(t.strip() for t in translations.split(",")) if translations else None)
     sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
     tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction), data.texts_fn(sources, cfg.val_fraction))
     ws = data.load_windows(tk, sources, PRESETS[preset].max_len, cfg.val_fraction)
@@ -428,7 +431,10 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
     if no_clip:
         cfg = replace(cfg, clip=None)
 
-    interactive = sys.stderr.isatty()
+    from encoder.distributed import from_env
+
+    main = from_env().main  # under torchrun only rank 0 reports
+    interactive = sys.stderr.isatty() and main
     every = max(1, cfg.steps // 50)
     with Progress(TextColumn("[bold]train {task.fields[preset]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.3f}  val {task.fields[val]}  {task.fields[tps]:.0f} tok/s"),
@@ -445,6 +451,8 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
                            + (f" val_loss {val}" if val else ""), err=True)
 
         path = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step)
+    if not main:
+        return
     manifest = ckpt.read_json(path / "manifest.json")
     if as_json:
         emit_json({"checkpoint": str(path), **manifest})
