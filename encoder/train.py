@@ -26,6 +26,7 @@ from harness.errors import BadInput, at
 from harness.paths import REPO
 from encoder import checkpoint as ckpt
 from encoder import data
+from encoder import distributed as D
 from encoder import tokenizer as tok
 from encoder.model import PRESETS, Encoder, EncoderConfig
 
@@ -235,11 +236,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """Train (or continue training) and return the checkpoint folder `cfg.out`.
     `on_step(record, total_steps)` is called after every step (progress display; tests use it to interrupt)."""
     check_config(cfg)
-    device = resolve_device(cfg.device)
+    d, device = D.setup(cfg.device)  # one process, or this rank's share under torchrun (distributed.py)
     out = Path(cfg.out)
-    ckpt.recover(out)
+    if d.main:
+        ckpt.recover(out)
+    D.barrier(d)
     if resume:
         stored = ckpt.read_config(out)
+        if "finetune" in stored:
+            raise at(out / "config.json", None, "is a fine-tuned checkpoint: resume it with bench finetune --resume")
         _same_training(stored.get("train", {}), cfg, out / "config.json")
         if not (out / "trainer_state.pt").is_file():
             raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
@@ -286,6 +291,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model.train()
     if cfg.compile:
         model.compile(dynamic=True)
+    ddp = D.wrap(D.Method(model, "mlm_loss"), d, device)  # the model itself when not distributed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     setup_s = time.perf_counter() - t_setup
@@ -303,6 +309,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             "wall_s": round(wall, 1), "final_train_loss": float(np.mean(losses)) if losses else None,
             "final_train_loss_window": len(losses), "final_val_loss": vals[-1] if vals else None,
             "torch": torch.__version__, "python": sys.version.split()[0], "git_commit": _git_commit(),
+            **({"world_size": d.world, "replica_param_sha256": replicas} if d.enabled else {}),
         }
         state = {"step": step, "wall_s": wall, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "torch_rng": torch.get_rng_state()}
@@ -313,30 +320,36 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     t_run = time.perf_counter()
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
-        ids, attn, labels = _tensors(data.train_batch(windows.train, masking, sp["pad"], cfg.batch_size, cfg.seed,
-                                                      step), device)
+        batch = data.train_batch(windows.train, masking, sp["pad"], cfg.batch_size, cfg.seed, step)
+        rows = D.shard(len(batch[0]), d)  # this rank's rows of the global batch (all of them in one process)
+        ids, attn, labels = _tensors([a[rows] for a in batch], device)
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: a function of (seed, step), like the batch
         lr = sched.get_last_lr()[0]
         with _autocast(device):
-            loss = model.mlm_loss(ids, attn, labels)
+            loss = ddp(ids, attn, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_gradients(params, cfg.clip)
         opt.step()
         sched.step()
-        loss_value = loss.item()  # a float, not the tensor: keeping the tensor would keep its graph alive
+        # a float, not the tensor: keeping the tensor would keep its graph alive; mean over ranks, tokens summed
+        loss_value, tokens = D.all_sum([loss.item() / d.world, float(attn.sum())], d, device)
         del loss
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
         rec = {"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-               "tokens_per_s": round(int(attn.sum()) / dt, 1), "peak_mem": _peak_mem(device), "rss": _rss()}
+               "tokens_per_s": round(tokens / dt, 1), "peak_mem": _peak_mem(device), "rss": _rss()}
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            if val:
+            if val and d.main:
                 rec["val_loss"] = evaluate(model, val, device)
         log.append(rec)
-        if on_step is not None:
+        if on_step is not None and d.main:
             on_step(rec, cfg.steps)
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
-            checkpoint_now(step + 1, wall_before + setup_s + time.perf_counter() - t_run)
+            replicas = D.digests(model, d) if d.enabled else None  # a collective: every rank takes part
+            if d.main:
+                checkpoint_now(step + 1, wall_before + setup_s + time.perf_counter() - t_run)
+            D.barrier(d)
+    D.teardown(d)
     return out

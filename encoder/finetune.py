@@ -1,0 +1,381 @@
+"""Contrastive fine-tuning for retrieval: `finetune(FinetuneConfig) -> checkpoint folder`.
+
+Start from a pre-trained checkpoint (`bench train`) and train the mean-pooled, L2-normalised `Encoder.encode` vectors
+so that an anchor (a span, another translation, a Nave's label; see pairs.py) lands next to its verse. Loss: symmetric
+InfoNCE over in-batch negatives, logits = a @ p.T / temperature, cross-entropy anchor->verse and verse->anchor
+averaged. The temperature is learned (log-parametrised, init 0.05, floor 0.01, in its own parameter group with a
+larger learning rate: at the model's rate it would barely move in a few hundred steps) or fixed.
+
+Why one big batch and no gradient accumulation: each anchor's negatives are the other verses in its batch, so a
+batch of 256 is 255 negatives; four accumulated batches of 64 are four problems with 63 each. The batch is kept big
+by keeping sequences short (max_len 64 word pieces: a verse averages ~35, a span or label ~10) and, on several
+processes, by all-gathering the embeddings so every rank sees the whole global batch (distributed.py).
+
+Engineering is pre-training's (train.py): AdamW or SGD, clipping, warmup + linear decay, bf16 autocast on CUDA,
+a log record per step, validation on held-out verses, atomic resumable checkpoints in the same folder format (the
+MLM head is frozen and saved unchanged, so the folder loads with `encoder.checkpoint.load` and the `encoder`
+retriever). config.json keeps the pre-training config under "train" and adds this one under "finetune".
+"""
+
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.errors import BadInput, at
+from encoder import checkpoint as ckpt
+from encoder import distributed as D
+from encoder import pairs as P
+from encoder.embed import tokenize
+from encoder.train import (OPTIMIZERS, _autocast, _git_commit, _hardware, _peak_mem, _rss, clip_gradients,
+                           lr_factor, make_optimizer)
+
+MIN_TEMPERATURE = 0.01
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    init: str                          # the pre-trained checkpoint folder to start from
+    out: str = "build/finetune"
+    steps: int = 300
+    batch_size: int = 256              # pairs per optimizer step, over all processes: 255 negatives per anchor
+    lr: float = 1e-4
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    momentum: float = 0.9              # SGD only
+    clip: float | None = 1.0
+    warmup: int = 30
+    temperature: float = 0.05          # initial value when learned
+    learn_temperature: bool = True
+    temperature_lr: float = 1e-2       # peak lr of log(1/temperature); same schedule as the model
+    max_len: int = 64                  # word pieces per text, [CLS] and [SEP] included
+    mix: tuple[float, ...] = (0.2, 0.4, 0.4)  # draw weights of xlate / span / naves pairs
+    web_share: float = 0.5             # share of positives in the WEB (the corpus searched) when the WEB has the verse
+    translations: tuple[str, ...] = ("web", "kjv", "asv", "ylt", "dar")
+    naves: bool = True
+    naves_holdout: str = "dev+test"    # "test": train on dev topics too (thematic-dev then stops being held out)
+    limit: int | None = None           # first N verse ids only (tests, smoke runs)
+    val_per_kind: int = 512
+    val_batch: int = 256               # validation accuracy is in-batch, so its batch size is fixed, not --batch-size
+    eval_every: int = 50
+    save_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise BadInput(f"finetune config: unknown field(s) {', '.join(unknown)}")
+        d = dict(d)
+        for k in ("translations", "mix"):
+            if k in d and d[k] is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+RESUMABLE = {"out", "steps", "device", "compile", "eval_every", "save_every"}
+
+
+def check_config(cfg: FinetuneConfig) -> None:
+    problems = []
+    if cfg.optimizer not in OPTIMIZERS:
+        problems.append(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    for name in ("steps", "batch_size", "eval_every", "save_every", "val_per_kind", "val_batch"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            problems.append(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(cfg.batch_size, int) and cfg.batch_size < 2:
+        problems.append("batch_size must be at least 2 (in-batch negatives)")
+    if not cfg.lr > 0:
+        problems.append(f"lr must be positive, got {cfg.lr}")
+    if cfg.clip is not None and not cfg.clip > 0:
+        problems.append(f"clip must be positive or None, got {cfg.clip}")
+    if not isinstance(cfg.warmup, int) or cfg.warmup < 0:
+        problems.append(f"warmup must be a non-negative integer, got {cfg.warmup!r}")
+    if not MIN_TEMPERATURE <= cfg.temperature <= 10:
+        problems.append(f"temperature must be in [{MIN_TEMPERATURE}, 10], got {cfg.temperature}")
+    if not 0 <= cfg.web_share <= 1:
+        problems.append(f"web_share must be in [0, 1], got {cfg.web_share}")
+    if not isinstance(cfg.max_len, int) or cfg.max_len < 3:
+        problems.append(f"max_len must be an integer >= 3, got {cfg.max_len!r}")
+    if cfg.naves_holdout not in P.NAVES_HOLDOUTS:
+        problems.append(f"naves_holdout must be one of {'|'.join(P.NAVES_HOLDOUTS)}, got {cfg.naves_holdout!r}")
+    if problems:
+        raise BadInput("finetune config: " + "; ".join(problems))
+    P.check_mix(cfg.mix)
+
+
+def parse_temperature(text: str) -> tuple[float, bool]:
+    """'learned' -> (0.05, True); '0.07' -> (0.07, False)."""
+    if text.strip().lower() == "learned":
+        return 0.05, True
+    try:
+        t = float(text)
+    except ValueError:
+        raise BadInput(f"--temperature must be a number or 'learned', got {text!r}") from None
+    return t, False
+
+
+class Contrastive(torch.nn.Module):
+    """The encoder plus the temperature, so one DDP wrapper covers both."""
+
+    def __init__(self, encoder, temperature: float, learn: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.log_inv_t = torch.nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn)
+
+    def forward(self, anchors: "Packed", positives: "Packed"):
+        """-> anchor and positive vectors [n, D] each, unit length, in batch order."""
+        return encode_packed(self.encoder, anchors), encode_packed(self.encoder, positives)
+
+    def scale(self) -> torch.Tensor:
+        return self.log_inv_t.clamp(max=math.log(1.0 / MIN_TEMPERATURE)).exp()
+
+
+def info_nce(a: torch.Tensor, p: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Symmetric InfoNCE; row i of a and p are a pair, every other row a negative. -> (loss, anchor->verse top-1)."""
+    logits = scale * (a.float() @ p.float().T)                                   # [n, n]
+    target = torch.arange(a.shape[0], device=a.device)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    acc = (logits.argmax(1) == target).float().mean().item()
+    return loss, acc
+
+
+class Packed(NamedTuple):  # a NamedTuple: DDP knows how to move one to the device
+    """Texts as length-sorted chunks, each padded to its own longest row (a batch padded to its longest verse would
+    be half padding: verses average ~33 pieces, the longest hit 64), and the permutation back to batch order.
+    All chunks are encoded in one graph: this is not gradient accumulation, every vector meets every other."""
+    chunks: tuple[tuple[torch.Tensor, torch.Tensor], ...]   # (ids, attention) [rows, T_chunk] each
+    inverse: torch.Tensor                                    # [n]: batch row i is sorted row inverse[i]
+    tokens: int
+
+
+CHUNK_ROWS = 32
+
+
+def pack(tk, texts: list[str], max_len: int, pad_id: int, device, rows: int = CHUNK_ROWS) -> Packed:
+    seqs = tokenize(tk, texts, max_len)
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    chunks = []
+    for k in range(0, len(order), rows):
+        part = [seqs[i] for i in order[k:k + rows]]
+        T = max(len(s) for s in part)
+        ids = np.full((len(part), T), pad_id, dtype=np.int64)
+        attn = np.zeros((len(part), T), dtype=np.int64)
+        for b, s in enumerate(part):
+            ids[b, :len(s)] = s
+            attn[b, :len(s)] = 1
+        chunks.append((torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device)))
+    inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(device)
+    return Packed(tuple(chunks), inverse, sum(len(s) for s in seqs))
+
+
+def encode_packed(encoder, packed: Packed) -> torch.Tensor:
+    return torch.cat([encoder.encode(ids, attn) for ids, attn in packed.chunks])[packed.inverse]
+
+
+def evaluate(model: Contrastive, tk, val: dict[str, list], cfg: FinetuneConfig, pad_id: int, device) -> dict:
+    """In-batch retrieval on fixed held-out pairs, per kind, in chunks of `val_batch`: top-1 accuracy (anchor ->
+    verse among the chunk's verses) and the loss at the current temperature. Chunks smaller than half a batch are
+    dropped (a chunk of 3 is an easy test)."""
+    was = model.training
+    model.eval()
+    max_len = min(cfg.max_len, model.encoder.cfg.max_len)
+    out = {}
+    losses, accs = [], []
+    with torch.inference_mode(), _autocast(device):
+        scale = model.scale()
+        for kind, ps in val.items():
+            kl, ka, n = 0.0, 0.0, 0
+            for k in range(0, len(ps), cfg.val_batch):
+                chunk = ps[k:k + cfg.val_batch]
+                if len(chunk) < max(2, cfg.val_batch // 2) and n:
+                    break
+                a = encode_packed(model.encoder, pack(tk, [p.anchor for p in chunk], max_len, pad_id, device))
+                v = encode_packed(model.encoder, pack(tk, [p.positive for p in chunk], max_len, pad_id, device))
+                loss, acc = info_nce(a, v, scale)
+                kl += loss.item() * len(chunk)
+                ka += acc * len(chunk)
+                n += len(chunk)
+            out[f"val_loss_{kind}"] = kl / n
+            out[f"val_acc_{kind}"] = ka / n
+            losses.append(kl / n)
+            accs.append(ka / n)
+    model.train(was)
+    if losses:
+        out["val_loss"] = float(np.mean(losses))
+        out["val_acc"] = float(np.mean(accs))
+    return out
+
+
+def _same_training(stored: dict, cfg: FinetuneConfig, where: Path) -> None:
+    mine = asdict(cfg)
+    stored = asdict(FinetuneConfig.from_dict(stored))
+    diffs = [f"{k}={stored[k]!r} (now {mine[k]!r})" for k in mine if k not in RESUMABLE and stored[k] != mine[k]]
+    if diffs:
+        raise at(where, None, "cannot resume: the checkpoint was fine-tuned with " + ", ".join(diffs))
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
+             on_step: Callable[[dict, int], None] | None = None) -> Path:
+    """Fine-tune (or continue) and return the checkpoint folder `cfg.out`. Under torchrun, every rank calls this;
+    rank 0 alone writes. `on_step(record, total_steps)` runs on rank 0 after every step."""
+    check_config(cfg)
+    d, device = D.setup(cfg.device)
+    try:
+        return _finetune(cfg, d, device, resume, overwrite, on_step)
+    finally:
+        D.teardown(d)
+
+
+def _finetune(cfg, d, device, resume, overwrite, on_step) -> Path:
+    out, init = Path(cfg.out), Path(cfg.init)
+    if out.resolve() == init.resolve():
+        raise BadInput(f"{out}: --out must differ from --from (the starting checkpoint is never overwritten)")
+    if d.main:
+        ckpt.recover(out)
+    D.barrier(d)
+    if resume:
+        stored = ckpt.read_config(out)
+        if "finetune" not in stored:
+            raise at(out / "config.json", None, "is not a fine-tuned checkpoint (no \"finetune\" config): "
+                                                "resume it with bench train --resume")
+        _same_training(stored["finetune"], cfg, out / "config.json")
+        if not (out / "trainer_state.pt").is_file():
+            raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
+    elif out.exists():
+        if (out / "config.json").is_file() and not overwrite:
+            raise at(out, None, "already holds a checkpoint; use --resume to continue it or --overwrite to replace it")
+        if not (out / "config.json").is_file() and any(out.iterdir()):
+            raise at(out, None, "exists, is not empty and is not a checkpoint folder; choose another --out")
+
+    t_setup = time.perf_counter()
+    start_ckpt = ckpt.load(out if resume else init, device)
+    base = start_ckpt if not resume else None
+    init_cfg = ckpt.read_config(init) if init.exists() else start_ckpt.config
+    init_sha = ckpt.sha256(init) if init.exists() else None
+    model_cfg = start_ckpt.model.cfg
+    tk = start_ckpt.tokenizer
+    pad_id = model_cfg.pad_id
+    max_len = min(cfg.max_len, model_cfg.max_len)
+    val_fraction = float(init_cfg.get("train", {}).get("val_fraction", 0.02))
+
+    data = P.build(cfg.translations, val_fraction=val_fraction, naves=cfg.naves, naves_holdout=cfg.naves_holdout,
+                   limit=cfg.limit)
+    if not len(data.train_verses):
+        raise BadInput("no training pairs: the selected verses are all held out")
+    val = P.val_pairs(data, cfg.val_per_kind, cfg.seed, cfg.web_share)
+
+    torch.manual_seed(cfg.seed)
+    model = Contrastive(start_ckpt.model, cfg.temperature, cfg.learn_temperature).to(device)
+    for name, p in model.encoder.named_parameters():  # the MLM head takes no part: frozen, saved unchanged
+        p.requires_grad_(not name.startswith(("head_", "decoder_bias")))
+    opt = make_optimizer(model.encoder, cfg)
+    if cfg.learn_temperature:
+        opt.add_param_group({"params": [model.log_inv_t], "lr": cfg.temperature_lr, "weight_decay": 0.0})
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    start, log, wall_before, kinds_seen = 0, [], 0.0, Counter()
+    if resume:
+        state = torch.load(out / "trainer_state.pt", map_location=device, weights_only=True)
+        if state.get("kind") != "finetune":
+            raise at(out / "trainer_state.pt", None, "is not a fine-tuning state")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        with torch.no_grad():
+            model.log_inv_t.copy_(torch.tensor(float(state["log_inv_t"])))
+        start, wall_before = int(state["step"]), float(state["wall_s"])
+        kinds_seen = Counter(state.get("kinds_seen", {}))
+        log = [r for r in ckpt.read_log(out) if r["step"] <= start]
+        if cfg.steps < start:
+            raise BadInput(f"{out}: already fine-tuned for {start} steps; --steps {cfg.steps} is fewer")
+    ddp = D.wrap(model, d, device)
+    if cfg.compile:
+        model.encoder.compile(dynamic=True)
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    setup_s = time.perf_counter() - t_setup
+    base_manifest = (base.manifest if base is not None else start_ckpt.manifest.get("init_manifest", {}))
+
+    def checkpoint_now(step: int, wall: float) -> None:
+        losses = [r["loss"] for r in log[-50:]]
+        last_val = next((r for r in reversed(log) if "val_loss" in r), {})
+        manifest = {
+            "kind": "finetune",
+            "init": {"path": str(init), "sha256": init_sha, "steps": base_manifest.get("steps"),
+                     "final_val_loss": base_manifest.get("final_val_loss")},
+            "init_manifest": base_manifest,
+            "data": data.stats,
+            "val_pairs": {k: len(v) for k, v in val.items()},
+            "pairs_seen": dict(kinds_seen), "batch_size": cfg.batch_size, "max_len": max_len,
+            "world_size": d.world, "backend": d.backend,
+            "params": model.encoder.num_params(), "steps": step, "hardware": _hardware(device),
+            "wall_s": round(wall, 1), "final_train_loss": float(np.mean(losses)) if losses else None,
+            "final_train_loss_window": len(losses), "temperature": 1.0 / float(model.scale().detach()),
+            "final_val": {k: v for k, v in last_val.items() if k.startswith("val_")},
+            "final_val_loss": last_val.get("val_loss"),
+            "torch": torch.__version__, "python": sys.version.split()[0], "git_commit": _git_commit(),
+        }
+        if d.enabled:
+            manifest["replica_param_sha256"] = digests
+        state = {"kind": "finetune", "step": step, "wall_s": wall, "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "log_inv_t": model.log_inv_t.item(), "kinds_seen": dict(kinds_seen)}
+        config = {"model": asdict(model_cfg), "train": init_cfg.get("train", {}), "finetune": asdict(cfg)}
+        if "finetune" in init_cfg:  # fine-tuning a fine-tuned checkpoint: keep the chain
+            config["finetune_init"] = init_cfg["finetune"]
+        ckpt.save(out, model=model.encoder, tokenizer=tk, config=config, log=log, manifest=manifest,
+                  trainer_state=state)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    digests: list[str] = []
+    t_run = time.perf_counter()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        batch = P.sample_batch(data, cfg.batch_size, cfg.seed, step, cfg.mix, cfg.web_share)
+        kinds_seen.update(p.kind for p in batch)
+        mine = [batch[i] for i in D.shard(len(batch), d)]
+        anchors = pack(tk, [p.anchor for p in mine], max_len, pad_id, device)
+        positives = pack(tk, [p.positive for p in mine], max_len, pad_id, device)
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + d.rank)  # dropout: a function of (seed, step, rank)
+        lr = sched.get_last_lr()[0]
+        with _autocast(device):
+            a, p = ddp(anchors, positives)
+        loss, acc = info_nce(D.gather_rows(a, d), D.gather_rows(p, d), model.scale())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, cfg.clip)
+        opt.step()
+        sched.step()
+        loss_value = loss.item()
+        del loss, a, p
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        tokens, = D.all_sum([float(anchors.tokens + positives.tokens)], d, device)
+        rec = {"step": step + 1, "loss": loss_value, "acc": acc, "lr": lr, "grad_norm": grad_norm,
+               "temperature": 1.0 / float(model.scale().detach()), "pairs": len(batch),
+               "tokens_per_s": round(tokens / dt, 1), "peak_mem": _peak_mem(device), "rss": _rss()}
+        last = step + 1 == cfg.steps
+        if d.main and ((step + 1) % cfg.eval_every == 0 or last):
+            rec.update(evaluate(model, tk, val, cfg, pad_id, device))
+        log.append(rec)
+        if d.main and on_step is not None:
+            on_step(rec, cfg.steps)
+        if (step + 1) % cfg.save_every == 0 or last:
+            if d.enabled:
+                digests = D.digests(model.encoder, d)
+            if d.main:
+                checkpoint_now(step + 1, wall_before + setup_s + time.perf_counter() - t_run)
+            D.barrier(d)
+    return out
