@@ -79,8 +79,9 @@ class TrainConfig:
 TRAIN_PRESETS = {
     "tiny": dict(tokenizer=tok.BERT, steps=50, batch_size=16, lr=1e-3, warmup=10, eval_every=25, eval_windows=256,
                  save_every=1000),
-    "small": dict(tokenizer="wordpiece-8192", steps=2000, batch_size=32, lr=5e-4, warmup=200, eval_every=250,
-                  eval_windows=None, save_every=500),
+    # what reports/training/pretrain-small ran: about 30 minutes on one shared CPU core
+    "small": dict(tokenizer="wordpiece-8192", steps=1500, batch_size=32, lr=1e-3, warmup=100, eval_every=250,
+                  eval_windows=None, save_every=250),
     "base": dict(tokenizer=tok.BERT, steps=20000, batch_size=128, lr=1e-4, warmup=1000, eval_every=1000,
                  eval_windows=None, save_every=2000),
 }

@@ -382,6 +382,25 @@ def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
         typer.echo(f"{k}: {counts[k]}")
 
 
+@app.command("train-plot")
+def train_plot_cmd(checkpoint: str = typer.Argument(..., help="a checkpoint folder (or its train_log.jsonl)"),
+                   out: str = typer.Option(None, "--out", help="PNG path (default CHECKPOINT/training.png)"),
+                   reference: float = typer.Option(None, "--reference", help="draw a reference loss line"),
+                   title: str = typer.Option("", "--title")):
+    """Plot a training run: train/validation MLM loss and gradient norm per step."""
+    from pathlib import Path
+
+    from encoder import checkpoint as ckpt
+    from encoder.plots import plot_training
+    folder = Path(checkpoint)
+    if folder.name == "train_log.jsonl":
+        folder = folder.parent
+    if not (folder / "train_log.jsonl").is_file():
+        raise BadInput(f"{folder / 'train_log.jsonl'}: missing")
+    path = plot_training(ckpt.read_log(folder), out or folder / "training.png", title=title, reference=reference)
+    typer.echo(str(path))
+
+
 @app.command("train")
 def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base (default small)"),
               device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),

@@ -209,3 +209,14 @@ def test_cli_data_inspect_shows_masked_windows(monkeypatch, capsys):
     out = json.loads(r.stdout)
     assert len(out["samples"]) == 3 and all(re.search(r"\[[^\] ]+>[^\] ]+\]", s) for s in out["samples"])
     assert out["counts"]["train_windows"] > 0 and out["counts"]["vocab_size"] == 30522
+
+
+def test_training_plot_is_a_png(tmp_path):
+    from encoder.plots import plot_training, smooth
+    log = [{"step": s, "loss": 9 - s / 10, "lr": 1e-3, "grad_norm": 1 + 1 / s, **({"val_loss": 8.5} if s % 5 == 0 else {})}
+           for s in range(1, 21)]
+    path = plot_training(log, tmp_path / "p.png", reference=1.29)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.allclose(smooth(np.array([1.0, 3.0, 5.0]), 2), [1.0, 2.0, 4.0])
+    with pytest.raises(BadInput, match="empty"):
+        plot_training([], tmp_path / "q.png")
