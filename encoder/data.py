@@ -17,6 +17,7 @@ Batches and masks are pure functions of (seed, step): that is what makes a resum
 
 import hashlib
 import html
+import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -206,7 +207,6 @@ def load_windows(tk: Tokenizer, sources: list[Source], max_len: int, val_fractio
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             path.unlink(missing_ok=True)
     ws = build_windows(tk, sources, max_len, val_fraction)
-    import io
     buf = io.BytesIO()
     np.savez(buf, train_tokens=ws.train.tokens, train_offsets=ws.train.offsets, val_tokens=ws.val.tokens,
              val_offsets=ws.val.offsets, stats=np.array(json.dumps(ws.stats)))

@@ -416,6 +416,7 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
               max_len: int = typer.Option(None, "--max-len", help="window length (<= the preset's positions)"),
               tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
               translations: str = typer.Option(None, "--translations", help="comma list, default web,kjv,asv,ylt,dar"),
+              limit: int = typer.Option(None, "--limit", help="first N verses per translation, no Nave's (smoke runs)"),
               norm: str = typer.Option(None, "--norm", help="pre|post (ablation)"),
               act: str = typer.Option(None, "--act", help="gelu|relu (ablation)"),
               pos: str = typer.Option(None, "--pos", help="sinusoidal|learned (ablation)"),
@@ -441,7 +442,7 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
         torch.set_num_threads(threads)  # process-wide, so it is set here, not inside train()
     model = {k: v for k, v in (("norm", norm), ("act", act), ("pos", pos)) if v is not None}
     given = dict(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer, warmup=warmup, max_len=max_len,
-                 tokenizer=tokenizer, seed=seed, device=device, compile=compile_ or None,
+                 limit=limit, tokenizer=tokenizer, seed=seed, device=device, compile=compile_ or None,
                  translations=tuple(t.strip() for t in translations.split(",")) if translations else None,
                  model=model or None)
     if resume:  # the stored config is the base; options given here override it (train() refuses real changes)

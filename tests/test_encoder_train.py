@@ -220,3 +220,22 @@ def test_training_plot_is_a_png(tmp_path):
     assert np.allclose(smooth(np.array([1.0, 3.0, 5.0]), 2), [1.0, 2.0, 4.0])
     with pytest.raises(BadInput, match="empty"):
         plot_training([], tmp_path / "q.png")
+
+
+def test_cli_trains_then_resumes_from_the_stored_config(monkeypatch, capsys, tmp_path):
+    out = str(tmp_path / "c")
+    common = ["train", "--preset", "tiny", "--out", out, "--device", "cpu", "--threads", "1"]
+    code, err = run_cli(monkeypatch, capsys, *common, "--translations", "web", "--limit", "120",
+                        "--tokenizer", "wordpiece-500", "--steps", "4", "--lr", "0.002", "--norm", "post")
+    assert code in (0, None), err
+    assert "step 4/4" in err  # not a terminal: plain progress lines instead of a bar
+    # resume needs only --steps: everything else comes from the checkpoint's config.json
+    code, err = run_cli(monkeypatch, capsys, *common, "--resume", "--steps", "6")
+    assert code in (0, None), err
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["train"]["lr"] == 0.002 and config["train"]["steps"] == 6 and config["model"]["norm"] == "post"
+    assert [r["step"] for r in ckpt.read_log(out)] == [1, 2, 3, 4, 5, 6]
+    code, err = run_cli(monkeypatch, capsys, *common, "--resume", "--steps", "8", "--lr", "0.01")
+    assert code == 2 and "cannot resume" in err and "lr=0.002" in err
+    code, err = run_cli(monkeypatch, capsys, "train-plot", out)
+    assert code in (0, None) and (tmp_path / "c" / "training.png").is_file()
