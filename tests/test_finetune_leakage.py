@@ -1,0 +1,106 @@
+"""No evaluation label reaches the fine-tuning pairs. Builds the real pair lists (all five translations, Nave's
+Topical Bible) and draws real batches; trains nothing."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.qrels_build import TOPICS_FILE, query_text, split_unit, test_topic_keys
+from harness.qsets import QRELS_DIR, read_qrels, read_queries
+from encoder import pairs as P
+from encoder.data import heldout
+
+CURATED = ("thematic-curated", "keyword", "distractor")
+
+
+@pytest.fixture(scope="module", params=["dev+test", "test"])
+def built(request):
+    return P.build(naves_holdout=request.param)
+
+
+@pytest.fixture(scope="module")
+def batches(built):
+    return [P.sample_batch(built, 256, seed, step) for seed in (0, 1) for step in range(40)]
+
+
+def queries(name):
+    return read_queries(QRELS_DIR / name / "queries.tsv")
+
+
+def test_no_nave_topic_of_the_test_split(built):
+    test_units = {split_unit(k) for k in test_topic_keys()}
+    assert test_units and built.naves_topics
+    assert not [k for k in built.naves_topics if split_unit(k) in test_units]
+    assert not [k for k in built.naves_topics if k in test_topic_keys()]
+    # nor the words of any thematic-test query (a topic's twin elsewhere would show up here)
+    test_texts = {P.norm(t) for t in queries("thematic-test").values()}
+    assert not test_texts & {P.norm(label) for label in built.naves_labels}
+    if built.stats["naves"]["holdout"] == "dev+test":
+        dev = set(json.loads((QRELS_DIR / TOPICS_FILE).read_text())["dev"])
+        assert not {split_unit(k) for k in dev} & {split_unit(k) for k in built.naves_topics}
+
+
+def test_the_filter_is_not_vacuous(built):
+    """Without the hold-out, test topics WOULD be in the pairs: the thematic-test queries come from Nave labels."""
+    from harness import naves
+    topics, _ = naves.topics()
+    test_units = {split_unit(k) for k in test_topic_keys()}
+    would = {query_text(t.key, s.path) for t in topics if split_unit(t.key) in test_units for s in t.subtopics
+             if s.refs}
+    test_texts = set(queries("thematic-test").values())
+    assert len(would & test_texts) > 0.9 * len(test_texts)
+    assert built.stats["naves"]["topics_heldout"] > 0 and built.stats["naves"]["train_pairs"] > 10_000
+
+
+def test_no_curated_query_is_an_anchor(built, batches):
+    curated = {P.norm(t) for name in CURATED for t in queries(name).values()}
+    assert len(curated) > 150
+    assert curated <= built.forbidden
+    assert not curated & {P.norm(label) for label in built.naves_labels}
+    anchors = {P.norm(p.anchor) for b in batches for p in b}
+    assert not anchors & built.forbidden
+
+
+def test_no_keyword_xlate_verse_in_span_or_translation_pairs(built, batches):
+    xlate = {d for docs in read_qrels(QRELS_DIR / "keyword-xlate" / "qrels.trec").values() for d in docs}
+    assert len(xlate) == 415 and built.xlate_holdout == xlate
+    pool = {built.ids[k] for k in np.concatenate([built.train_verses, built.val_verses])}
+    assert not pool & xlate
+    drawn = [p for b in batches for p in b if p.kind in ("xlate", "span")]
+    assert len(drawn) > 5000 and not {p.verse for p in drawn} & xlate
+    val = P.val_pairs(built, 512, 0)
+    assert not {p.verse for kind in ("xlate", "span") for p in val[kind]} & xlate
+
+
+def test_batches_hold_each_verse_and_label_once(batches):
+    for b in batches:
+        assert len(b) == 256
+        assert len({p.verse for p in b}) == 256
+        labels = [p.anchor_key for p in b if p.kind == "naves"]
+        assert len(labels) == len(set(labels))
+    kinds = {p.kind for b in batches for p in b}
+    assert kinds == set(P.KINDS)
+
+
+def test_spans_are_4_to_12_words_of_another_translation(batches):
+    spans = [p for b in batches for p in b if p.kind == "span"]
+    n = [len(p.anchor.split()) for p in spans]
+    assert min(n) >= 1 and max(n) <= P.SPAN_MAX and np.mean([4 <= k <= 12 for k in n]) > 0.97
+    assert all(p.anchor_translation != p.positive_translation for p in spans)
+    xl = [p for b in batches for p in b if p.kind == "xlate"]
+    assert all(p.anchor_translation != p.positive_translation for p in xl)
+
+
+def test_validation_uses_the_pretraining_held_out_verses(built):
+    frac = built.stats["val_fraction"]
+    assert all(heldout(built.ids[k], frac) for k in built.val_verses)
+    assert not any(heldout(built.ids[k], frac) for k in built.train_verses[:5000])
+    val = P.val_pairs(built, 512, 0)
+    assert all(heldout(p.verse, frac) for ps in val.values() for p in ps)
+    assert all(not heldout(built.ids[int(k)], frac) for v in built.naves_train[:2000] for k in v)
+
+
+def test_batches_are_a_function_of_seed_and_step(built):
+    a = P.sample_batch(built, 64, 3, 17)
+    assert a == P.sample_batch(built, 64, 3, 17) and a != P.sample_batch(built, 64, 3, 18)
