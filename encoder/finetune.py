@@ -228,18 +228,24 @@ def _same_training(stored: dict, cfg: FinetuneConfig, where: Path) -> None:
 
 
 def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
-             on_step: Callable[[dict, int], None] | None = None) -> Path:
+             on_step: Callable[[dict, int], None] | None = None, pairs: P.PairData | None = None) -> Path:
     """Fine-tune (or continue) and return the checkpoint folder `cfg.out`. Under torchrun, every rank calls this;
-    rank 0 alone writes. `on_step(record, total_steps)` runs on rank 0 after every step."""
+    rank 0 alone writes. `on_step(record, total_steps)` runs on rank 0 after every step. `pairs`: pair data already
+    built with this config's settings (the ablation reuses one build for every variant)."""
     check_config(cfg)
     d, device = D.setup(cfg.device)
     try:
-        return _finetune(cfg, d, device, resume, overwrite, on_step)
+        return _finetune(cfg, d, device, resume, overwrite, on_step, pairs)
     finally:
         D.teardown(d)
 
 
-def _finetune(cfg, d, device, resume, overwrite, on_step) -> Path:
+def build_pairs(cfg: FinetuneConfig, val_fraction: float) -> P.PairData:
+    return P.build(cfg.translations, val_fraction=val_fraction, naves=cfg.naves, naves_holdout=cfg.naves_holdout,
+                   limit=cfg.limit)
+
+
+def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     out, init = Path(cfg.out), Path(cfg.init)
     if out.resolve() == init.resolve():
         raise BadInput(f"{out}: --out must differ from --from (the starting checkpoint is never overwritten)")
@@ -271,8 +277,10 @@ def _finetune(cfg, d, device, resume, overwrite, on_step) -> Path:
     max_len = min(cfg.max_len, model_cfg.max_len)
     val_fraction = float(init_cfg.get("train", {}).get("val_fraction", 0.02))
 
-    data = P.build(cfg.translations, val_fraction=val_fraction, naves=cfg.naves, naves_holdout=cfg.naves_holdout,
-                   limit=cfg.limit)
+    data = pairs if pairs is not None else build_pairs(cfg, val_fraction)
+    if data.stats["val_fraction"] != val_fraction:
+        raise BadInput(f"pairs were built with val_fraction {data.stats['val_fraction']}, the checkpoint's "
+                       f"pre-training held out {val_fraction}")
     if not len(data.train_verses):
         raise BadInput("no training pairs: the selected verses are all held out")
     val = P.val_pairs(data, cfg.val_per_kind, cfg.seed, cfg.web_share)

@@ -566,6 +566,42 @@ def finetune_cmd(init: str = typer.Option(..., "--from", help="pre-trained check
                    f"val acc {fv.get('val_acc')}, temperature {manifest['temperature']:.4f}, {manifest['wall_s']} s")
 
 
+
+@app.command("ablate")
+def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
+                                          help="cpu (the committed table, ~20-25 min) or tiny (a smoke test)"),
+               only: list[str] = typer.Option([], "--only", help="run only these switches (+ the baseline)"),
+               work: str = typer.Option(None, "--work", help="checkpoints and per-variant results "
+                                                            "(default build/ablate/BUDGET)"),
+               report: str = typer.Option(None, "--report", help="path without suffix for the .md and .json "
+                                                                "(default reports/ablations for cpu, WORK/ablations "
+                                                                "otherwise)"),
+               device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+               as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")):
+    """Train the baseline and one run per flipped switch for the same budget; evaluate each on every set."""
+    from pathlib import Path
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from encoder import ablate as A
+    from encoder.train import resolve_device
+    from harness.paths import REPO
+
+    resolve_device(device)
+    if budget not in A.BUDGETS:
+        raise BadInput(f"unknown budget {budget!r}; choose from {', '.join(A.BUDGETS)}")
+    folder = Path(work) if work else REPO / "build" / "ablate" / budget
+    base = Path(report) if report else (REPO / "reports" / "ablations" if budget == "cpu" else folder / "ablations")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  disable=not sys.stderr.isatty(), transient=True) as progress:
+        summary = A.ablate(budget, folder, tuple(only), device, progress=progress)
+    A.write(summary, base.with_suffix(".md"), base.with_suffix(".json"))
+    if as_json:
+        emit_json(summary)
+        return
+    typer.echo(A.to_markdown(summary).split("## What")[0].rstrip().split("\n\n")[-1])
+    typer.echo(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')} in {summary['wall_s'] / 60:.1f} min")
+
 # ---- gate / compare / perf ----------------------------------------------------------------------------------------
 
 @app.command()
