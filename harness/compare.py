@@ -53,8 +53,8 @@ def combine(reports: list[tuple[str, dict]]) -> dict:
                         sig.setdefault(m, {}).setdefault(a, {})[b] = paired_p(pa, pb, stat_test)
         significance[s] = sig
     return {
-        "meta": {"corpus": first["meta"]["corpus"], "sets": sets_meta, "reports": dict(zip(labels, [p for p, _ in reports])),
-                 "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "meta": {"corpus": first["meta"]["corpus"], "sets": sets_meta,
+                 "reports": dict(zip(labels, [str(p) for p, _ in reports])), "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "results": results,
         "significance": significance,
     }
