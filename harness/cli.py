@@ -397,7 +397,12 @@ def train_plot_cmd(checkpoint: str = typer.Argument(..., help="a checkpoint fold
         folder = folder.parent
     if not (folder / "train_log.jsonl").is_file():
         raise BadInput(f"{folder / 'train_log.jsonl'}: missing")
-    path = plot_training(ckpt.read_log(folder), out or folder / "training.png", title=title, reference=reference)
+    log = ckpt.read_log(folder)
+    if log and "temperature" in log[0]:  # a `bench finetune` log: contrastive loss, temperature, accuracy
+        from encoder.plots import plot_finetune
+        path = plot_finetune(log, out or folder / "training.png", title=title)
+    else:
+        path = plot_training(log, out or folder / "training.png", title=title, reference=reference)
     typer.echo(str(path))
 
 
@@ -488,6 +493,15 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
                    f"val loss {manifest['final_val_loss']}, {manifest['wall_s']} s")
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise BadInput(f"--threads must be at least 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)  # process-wide, so it is set by the command, not inside the training function
+
+
 @app.command("finetune")
 def finetune_cmd(init: str = typer.Option(..., "--from", help="pre-trained checkpoint folder to start from"),
                  out: str = typer.Option(None, "--out", help="checkpoint folder (default build/finetune-NAME)"),
@@ -504,6 +518,8 @@ def finetune_cmd(init: str = typer.Option(..., "--from", help="pre-trained check
                  resume: bool = typer.Option(False, "--resume", help="continue the fine-tune in --out"),
                  overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
                  seed: int = typer.Option(None, "--seed"),
+                 threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's "
+                                                                     "choice; 1 is often faster on a busy machine)"),
                  as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
     """Fine-tune an encoder checkpoint for retrieval (contrastive, in-batch negatives); writes a checkpoint folder.
     Runs under `torchrun --nproc_per_node N` too (rank 0 writes)."""
@@ -518,6 +534,7 @@ def finetune_cmd(init: str = typer.Option(..., "--from", help="pre-trained check
     from encoder.train import resolve_device
 
     resolve_device(device)
+    _set_threads(threads)
     given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
                  naves_holdout=naves_holdout, seed=seed, device=device)
     if temperature is not None:
@@ -577,6 +594,8 @@ def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
                                                                 "(default reports/ablations for cpu, WORK/ablations "
                                                                 "otherwise)"),
                device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+               threads: int = typer.Option(None, "--threads", help="CPU threads for torch (1 is often faster on a "
+                                                                   "busy machine)"),
                as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")):
     """Train the baseline and one run per flipped switch for the same budget; evaluate each on every set."""
     from pathlib import Path
@@ -588,6 +607,7 @@ def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
     from harness.paths import REPO
 
     resolve_device(device)
+    _set_threads(threads)
     if budget not in A.BUDGETS:
         raise BadInput(f"unknown budget {budget!r}; choose from {', '.join(A.BUDGETS)}")
     folder = Path(work) if work else REPO / "build" / "ablate" / budget

@@ -71,6 +71,9 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(pretrained, t
     assert man["steps"] == 20 and sum(man["pairs_seen"].values()) == 20 * 32
     assert man["data"]["xlate"]["verses"] > 0 and man["init"]["sha256"] == ckpt.sha256(pretrained)
     assert (out / "trainer_state.pt").is_file()
+    from encoder.plots import plot_finetune
+    png = plot_finetune(log, tmp_path / "ft.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the `encoder` retriever takes it: a 40-verse corpus, vectors cached in a throwaway home
     from harness.corpus import load_corpus
