@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from harness.errors import BadInput, at
+from harness.paths import file_sha256
 from encoder import tokenizer as tok
 from encoder.model import Encoder, EncoderConfig
 
@@ -42,14 +43,6 @@ class Checkpoint:
     tokenizer: Tokenizer
     config: dict        # the whole config.json
     manifest: dict      # {} when the folder has none
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextmanager

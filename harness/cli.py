@@ -716,6 +716,7 @@ def compare(
     from rich.console import Console
 
     from harness import compare as C
+    from harness.report import print_tables
 
     table = C.combine([(p, C.load(p)) for p in reports])
     folder = Path(out) if out else C.default_out()
@@ -723,7 +724,7 @@ def compare(
     if as_json:
         emit_json(table)
         return
-    C.print_table(table, Console())
+    print_tables(table, Console())
     Console().print(f"wrote {', '.join(str(p) for p in written)}")
 
 

@@ -114,9 +114,3 @@ def write(table: dict, folder: Path, metric: str = "ndcg@10") -> list[Path]:
     for s in table["results"]:
         written.append(atomic_write_bytes(folder / f"{s}.png", chart(table, s, metric)))
     return written
-
-
-def print_table(table: dict, console) -> None:
-    from harness.report import print_tables
-
-    print_tables(table, console)

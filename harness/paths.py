@@ -1,5 +1,6 @@
 """Where versebench keeps its caches, and atomic writes (temp file + rename) for everything it produces."""
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -33,3 +34,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

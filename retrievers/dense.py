@@ -10,14 +10,6 @@ from harness.errors import BadInput
 from harness.paths import atomic_write_bytes, home
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def vectors_path(model_sha: str, corpus_id: str) -> Path:
     key = hashlib.sha256(f"{model_sha}\0{corpus_id}".encode()).hexdigest()[:20]
     return home() / "vectors" / f"{corpus_id}-{key}.npy"

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 
 from harness.errors import BadInput
-from retrievers.dense import cached_vectors, file_sha256, search_with
+from harness.paths import file_sha256
+from retrievers.dense import cached_vectors, search_with
 
 NAME = "minilm"
 
