@@ -8,6 +8,7 @@ checkpoint.py); `resume=True` continues from the last one and repeats exactly th
 give, because the batch, the masks and the dropout seed of step s are functions of (seed, s) alone.
 """
 
+import ctypes
 import math
 import os
 import platform
@@ -32,6 +33,7 @@ from encoder.model import PRESETS, Encoder, EncoderConfig
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("linear", "constant")
+TRIM_EVERY = 25  # steps between release_freed_memory() calls
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,17 @@ def clip_gradients(params, limit: float | None) -> float:
     params = [p for p in params if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, limit if limit is not None else math.inf)
     return float(norm)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that torch has freed back to the OS (glibc's malloc_trim; a no-op elsewhere).
+    Why: glibc keeps freed activation buffers in its heap, so a CPU run's RSS climbed from 0.6 to 2.7 GB over 1,500
+    steps with nothing leaked (malloc_trim brings it back to the start). Trimming every step costs page faults on
+    the next step (~10%); every `TRIM_EVERY` steps costs nothing measurable and bounds the growth."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss() -> int:
@@ -336,6 +349,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         # a float, not the tensor: keeping the tensor would keep its graph alive; mean over ranks, tokens summed
         loss_value, tokens = D.all_sum([loss.item() / d.world, float(attn.sum())], d, device)
         del loss
+        if device.type == "cpu" and (step + 1) % TRIM_EVERY == 0:
+            release_freed_memory()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
