@@ -93,6 +93,7 @@ def save(folder, *, model: Encoder, tokenizer: Tokenizer, config: dict, log: lis
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
         for p in tmp.iterdir():  # data on disk before the rename makes it visible
+            os.chmod(p, 0o644)      # temp files are created private; a checkpoint is meant to be shared
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
         with _hold_sigint():

@@ -188,6 +188,7 @@ def test_save_load_gives_identical_outputs(saved):
     assert loaded.manifest["weights_sha256"] == ckpt.file_sha256(folder / "model.safetensors")
     assert len(ckpt.sha256(folder)) == 64
     assert ckpt.read_log(folder) == [{"step": 1}]
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in folder.iterdir())  # readable by others, not private
 
 
 def test_checkpoint_sha_changes_with_weights(saved, tmp_path):
