@@ -21,6 +21,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     # The temp file sits beside the target so the rename never crosses filesystems.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a report or checkpoint gets the permissions any new file would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

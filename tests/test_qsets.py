@@ -91,3 +91,18 @@ def test_restrict_drops_queries_outside_scope():
     assert nt.qrels["mix"] == {"Matt.22.39": 2}
     assert nt.meta["queries_dropped_by_scope"] == 1
     assert restrict(qs, "all") is qs
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    # a real bug: mkstemp's 0600 leaked into every report, so other users could not read them
+    import os
+    import stat
+
+    from harness.paths import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
