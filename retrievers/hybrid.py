@@ -150,7 +150,9 @@ def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpo
             dense_run[f"{s.name}/{q}"] = dn.get(q) or {}
     ranx = _ranx()
     rq = ranx.Qrels(qrels)
-    runs = [ranx.Run({q: d for q, d in r.items() if d}, name=n) for r, n in ((sparse, "sparse"), (dense_run, "dense"))]
+    # optimize_fusion needs both runs to hold every query: an empty side gets the placeholder, as in fuse().
+    runs = [ranx.Run({q: d or {NOTHING: 0.0} for q, d in r.items()}, name=n)
+            for r, n in ((sparse, "sparse"), (dense_run, "dense"))]
     best = ranx.optimize_fusion(qrels=rq, runs=runs, norm=h.config.norm, method=fusion, metric=metric,
                                 show_progress=False)
     before = {n: evaluate(qrels, r, (metric,))[0][metric] for n, r in (("sparse", sparse), ("dense", dense_run))}

@@ -66,3 +66,30 @@ def test_committed_weights_were_tuned_on_dev_splits_only():
         for method, entry in methods.items():
             for name in entry["tuned_on"]:
                 assert read_set(name).meta["split"] == "dev", (dense, method, name)
+
+
+@pytest.mark.slow
+def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, tmp_path, monkeypatch):
+    """Real MiniLM and BM25 over the first 300 verses (Matthew 1-11), tuned with ranx.optimize_fusion on ten real
+    look-ups; one query finds nothing in BM25 (a real bug: optimize_fusion refused runs with a missing query)."""
+    from harness.corpus import Corpus
+
+    small = Corpus(translation="web", scope="nt", ids=nt_corpus.ids[:300], texts=nt_corpus.texts[:300],
+                   manifest={**nt_corpus.manifest, "id": "web-nt-first300-test"})
+    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path / "home"))
+    queries = {"d1": "blessed are the poor in spirit", "d2": "salt of the earth", "d3": "light of the world",
+               "d4": "love your enemies", "d5": "our father in heaven", "d6": "do not worry about tomorrow",
+               "d7": "ask and it will be given", "d8": "the narrow gate", "d9": "a wise man built his house on rock",
+               "d10": "zzzz qqqq"}
+    qrels = {"d1": {"Matt.5.3": 2}, "d2": {"Matt.5.13": 2}, "d3": {"Matt.5.14": 2}, "d4": {"Matt.5.44": 2},
+             "d5": {"Matt.6.9": 2}, "d6": {"Matt.6.34": 2}, "d7": {"Matt.7.7": 2}, "d8": {"Matt.7.13": 2},
+             "d9": {"Matt.7.24": 2}, "d10": {"Matt.7.26": 1}}
+    dev = QuerySet("mini-dev", queries, qrels, meta={"split": "dev", "version": "x"})
+    path = tmp_path / "weights.json"
+    entry = H.tune(small, "minilm", "wsum", [dev], path=path)
+    assert H.read_weights(path)["minilm"]["wsum"] == entry
+    w = entry["params"]["weights"]
+    assert len(w) == 2 and abs(sum(w) - 1) < 1e-6
+    s = entry["dev_scores"]
+    assert s["fused"] >= max(s["sparse"], s["dense"]) - 1e-4
+    assert entry["tuned_on"] == ["mini-dev"]
