@@ -112,7 +112,8 @@ def check_basis(candidate: dict, baseline: dict, baseline_path) -> None:
     cb, cc = baseline["meta"]["corpus"]["id"], candidate["meta"]["corpus"]["id"]
     if cb != cc:
         raise at(baseline_path, None, f"baseline is for corpus {cb}, the candidate was evaluated on {cc}")
-    for s, info in baseline["meta"]["sets"].items():
+    for s in baseline["results"]:  # the sets being gated, which may be a subset of the baseline's
+        info = baseline["meta"]["sets"].get(s, {})
         now = candidate["meta"]["sets"].get(s, {}).get("version")
         if now != info.get("version"):
             raise at(baseline_path, None, f"baseline used set {s!r} version {info.get('version')}, the committed "

@@ -1,0 +1,96 @@
+"""The regression gate on the shipped checkpoint: it passes against its own baseline with zero deltas, a damaged copy
+fails with exit 1 naming what fell, a baseline from another corpus is refused with exit 2, and verdicts round-trip."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from harness import gate as G
+from harness.paths import REPO
+from retrievers.encoder import DEFAULT_CHECKPOINT
+from tests.test_cli import assert_one_line_error, bench
+
+BASELINE = REPO / "reports" / "baseline.json"
+
+
+def damaged_copy(tmp_path, how: str):
+    """A loadable checkpoint whose weights are wrecked: shuffled token embeddings or re-initialised weights."""
+    from harness.paths import file_sha256
+
+    dst = tmp_path / f"damaged-{how}"
+    shutil.copytree(DEFAULT_CHECKPOINT, dst, ignore=shutil.ignore_patterns("trainer_state.pt"))
+    w = load_file(dst / "model.safetensors")
+    g = torch.Generator().manual_seed(0)
+    for name, t in w.items():
+        if how == "shuffled" and t.dim() == 2 and t.shape[0] > 1000:  # the token embedding (tied to the MLM head)
+            w[name] = t[torch.randperm(t.shape[0], generator=g)].contiguous()
+        elif how == "reinit" and t.dim() == 2:
+            w[name] = (torch.randn(t.shape, generator=g) * 0.02).contiguous()
+    save_file(w, dst / "model.safetensors")
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["weights_sha256"] = file_sha256(dst / "model.safetensors")  # a deliberate change, not corruption
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(tmp_path):
+    verdict_path = tmp_path / "verdict.json"
+    p = bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--verdict", str(verdict_path))
+    assert p.returncode == 0, p.stderr[-2000:]
+    v = G.Verdict.from_dict(json.loads(verdict_path.read_text()))
+    assert v.passed and not v.failed
+    assert {r.set for r in v.rows} == set(G.GATE_SETS)
+    assert all(r.delta == 0.0 and r.status == "unchanged" for r in v.rows)
+    # round trip: what was written reads back to the same verdict
+    assert G.Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+
+
+@pytest.mark.slow
+def test_damaged_checkpoint_fails_and_names_the_metrics(tmp_path):
+    bad = damaged_copy(tmp_path, "shuffled")
+    p = bench("gate", "--checkpoint", str(bad), "-s", "keyword-xlate", "-s", "thematic-curated",
+              "--verdict", str(tmp_path / "v.json"))
+    assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
+    assert "gate failed" in p.stderr and "keyword-xlate/encoder/ndcg@10" in p.stderr
+    v = G.Verdict.from_dict(json.loads((tmp_path / "v.json").read_text()))
+    assert not v.passed and "keyword-xlate/encoder/ndcg@10" in v.failed
+
+
+def test_baseline_from_another_corpus_is_refused(tmp_path):
+    base = json.loads(BASELINE.read_text())
+    base["meta"]["corpus"]["id"] = "kjv-nt-000000000000"
+    other = tmp_path / "baseline.json"
+    other.write_text(json.dumps(base))
+    p = bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--baseline", str(other), "-s", "distractor")
+    assert_one_line_error(p, "kjv-nt-000000000000")
+
+
+def test_baseline_from_another_set_version_is_refused(tmp_path):
+    base = json.loads(BASELINE.read_text())
+    base["meta"]["sets"]["distractor"]["version"] = "0123456789ab"
+    other = tmp_path / "baseline.json"
+    other.write_text(json.dumps(base))
+    p = bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--baseline", str(other), "-s", "distractor")
+    assert_one_line_error(p, "version")
+
+
+def test_unreadable_checkpoint_and_bad_baseline_are_bad_input(tmp_path):
+    assert_one_line_error(bench("gate", "--checkpoint", str(tmp_path / "nope")), "no such checkpoint")
+    broken = tmp_path / "broken"
+    shutil.copytree(DEFAULT_CHECKPOINT, broken, ignore=shutil.ignore_patterns("trainer_state.pt"))
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert_one_line_error(bench("gate", "--checkpoint", str(broken), "-s", "distractor"), "model.safetensors")
+    (tmp_path / "b.json").write_text("{")
+    assert_one_line_error(bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--baseline",
+                                str(tmp_path / "b.json")), "b.json")
+
+
+def test_classify_needs_both_size_and_significance():
+    assert G.classify(-0.05, 0.001, 0.01, 0.05) == "worse"
+    assert G.classify(-0.05, 0.2, 0.01, 0.05) == "unchanged"  # large but noisy
+    assert G.classify(-0.005, 0.001, 0.01, 0.05) == "unchanged"  # real but within tolerance
+    assert G.classify(0.05, 0.001, 0.01, 0.05) == "better"
