@@ -708,6 +708,7 @@ def compare(
     reports: list[str] = typer.Argument(..., help="report.json files (or run folders) to put side by side."),
     out: str = typer.Option(None, "--out", help="Folder for compare.md and the PNG charts."),
     metric: str = typer.Option("ndcg@10", "--metric", help="Metric the charts show."),
+    retriever: list[str] = typer.Option([], "--retriever", "-r", help="Only these retrievers (repeatable)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """One table across saved reports, with significance markers, and a PNG bar chart per set."""
@@ -718,7 +719,7 @@ def compare(
     from harness import compare as C
     from harness.report import print_tables
 
-    table = C.combine([(p, C.load(p)) for p in reports])
+    table = C.combine([(p, C.load(p)) for p in reports], only=tuple(retriever))
     folder = Path(out) if out else C.default_out()
     written = C.write(table, folder, metric)
     if as_json:

@@ -21,8 +21,9 @@ def label_of(path) -> str:
     return p.stem
 
 
-def combine(reports: list[tuple[str, dict]]) -> dict:
-    """A report-shaped dict whose rows are `retriever [report]`, so the usual table rendering applies."""
+def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict:
+    """A report-shaped dict whose rows are `retriever [report]`, so the usual table rendering applies.
+    `only`: keep just these retrievers (in the reports' order)."""
     if not reports:
         raise BadInput("give at least one report")
     first_path, first = reports[0]
@@ -36,9 +37,13 @@ def combine(reports: list[tuple[str, dict]]) -> dict:
         for s, by_r in rep["results"].items():
             sets_meta.setdefault(s, rep["meta"].get("sets", {}).get(s, {}))
             for r, ms in by_r.items():
+                if only and r not in only:
+                    continue
                 row = f"{r} [{lab}]" if len(reports) > 1 else r
                 results.setdefault(s, {})[row] = ms
                 per_query.setdefault(s, {})[row] = rep.get("per_query", {}).get(s, {}).get(r, {})
+    if not results:
+        raise BadInput(f"none of the reports has results for {', '.join(only)}")
     stat_test = first["meta"].get("run", {}).get("stat_test", "student")
     significance = {}
     for s, rows in per_query.items():

@@ -50,3 +50,11 @@ def test_compare_refuses_unknown_metric_and_bad_file(two_reports, tmp_path):
     (tmp_path / "x.json").write_text("[1, 2")
     with pytest.raises(BadInput, match="x.json"):
         C.load(tmp_path / "x.json")
+
+
+def test_compare_can_keep_only_some_retrievers(two_reports):
+    table = C.combine([(p, C.load(p)) for p in two_reports], only=("bm25",))
+    assert all(list(rows) == [next(iter(rows))] and next(iter(rows)).startswith("bm25") for rows in
+               table["results"].values())
+    with pytest.raises(BadInput, match="none of the reports"):
+        C.combine([(p, C.load(p)) for p in two_reports], only=("colbert",))
