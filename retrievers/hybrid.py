@@ -6,12 +6,14 @@ the (dense, method) pair the method's untuned default is used, and the config sa
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.errors import BadInput, at
 from harness.paths import REPO, atomic_write_text
+from retrievers.base import strictly_decreasing
 
 WEIGHTS_FILE = REPO / "retrievers" / "fusion_weights.json"
 DENSE = ("encoder", "minilm")
@@ -118,9 +120,21 @@ def fuse(sparse: dict, dense: dict, cfg: HybridConfig, k: int) -> dict[str, dict
     runs = [ranx.Run({q: (side.get(q) or {NOTHING: 0.0}) for q in qids}, name=n)
             for side, n in ((sparse, "sparse"), (dense, "dense"))]
     fused = ranx.fuse(runs, norm=cfg.norm, method=cfg.fusion, params=cfg.params or None).to_dict()
+    weights = (cfg.params or {}).get("weights") or [1.0, 1.0]
     for q in qids:
-        ranked = sorted(((d, v) for d, v in fused.get(q, {}).items() if d != NOTHING), key=lambda kv: -kv[1])[:k]
-        out[q] = {d: float(s) for d, s in ranked}
+        sides = (sparse.get(q) or {}, dense.get(q) or {})
+        ranks = [{d: r for r, d in enumerate(sorted(side, key=lambda d: -side[d]), 1)} for side in sides]
+
+        def key(kv):
+            # Min-max maps each run's last verse to 0, the score of a verse the run never returned. At equal fused
+            # score, a verse returned by the more heavily weighted run goes first, then the better-ranked one.
+            # (Seen: with weights (1, 0), BM25's 4th and last hit sank below 96 dense-only verses.)
+            d, v = kv
+            present = sum(w for w, r in zip(weights, ranks) if d in r)
+            return (-v, -present, min(r.get(d, math.inf) for r in ranks), d)
+
+        ranked = sorted(((d, v) for d, v in fused.get(q, {}).items() if d != NOTHING), key=key)[:k]
+        out[q] = strictly_decreasing(ranked)
     return out
 
 

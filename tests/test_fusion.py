@@ -93,3 +93,14 @@ def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, t
     s = entry["dev_scores"]
     assert s["fused"] >= max(s["sparse"], s["dense"]) - 1e-4
     assert entry["tuned_on"] == ["mini-dev"]
+
+
+def test_min_max_floor_does_not_sink_a_returned_verse_below_unreturned_ones():
+    # A real bug: min-max gives a run's last hit 0, the score of absence; with weights (1, 0) BM25's last hit then
+    # tied with, and fell behind, dense-only verses, and hybrid scored below BM25 alone.
+    sparse = {"q": {"s1": 5.0, "s2": 4.0, "s3": 3.6}}
+    dense = {"q": {"a0": 0.9, "s1": 0.5, "a1": 0.4}}
+    cfg = H.HybridConfig(fusion="wsum", norm="min-max", params={"weights": [1.0, 0.0]})
+    fused = H.fuse(sparse, dense, cfg, 10)["q"]
+    assert list(fused)[:3] == ["s1", "s2", "s3"]
+    assert len(set(fused.values())) == len(fused)  # strict, so every evaluator agrees
