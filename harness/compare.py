@@ -32,6 +32,14 @@ def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict
     labels = [label_of(p) for p, _ in reports]
     if len(set(labels)) < len(labels):  # two files with the same name: fall back to their position
         labels = [f"{i + 1}:{lab}" for i, lab in enumerate(labels)]
+    def row_name(rep, r):
+        dense = rep["meta"].get("retrievers", {}).get(r, {}).get("dense")
+        return f"{r}+{dense}" if dense else r
+
+    # A row is named by its retriever (hybrid with its dense side); the report's label is added only where two
+    # reports hold the same row.
+    per_report = [{row_name(rep, r) for by_r in rep["results"].values() for r in by_r} for _, rep in reports]
+    clash = {n for n in set().union(*per_report) if sum(n in names for names in per_report) > 1}
     results, per_query, sets_meta = {}, {}, {}
     for lab, (_, rep) in zip(labels, reports):
         for s, by_r in rep["results"].items():
@@ -39,7 +47,8 @@ def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict
             for r, ms in by_r.items():
                 if only and r not in only:
                     continue
-                row = f"{r} [{lab}]" if len(reports) > 1 else r
+                row = row_name(rep, r)
+                row = f"{row} [{lab}]" if row in clash else row
                 results.setdefault(s, {})[row] = ms
                 per_query.setdefault(s, {})[row] = rep.get("per_query", {}).get(s, {}).get(r, {})
     if not results:
