@@ -69,6 +69,9 @@ SWITCHES = {
     "no-clip": ("no gradient clipping, both phases", {}, {"clip": None}),
     "no-warmup": ("no learning-rate warmup, both phases", {}, {"warmup": 0}),
     "mlm-only": ("MLM pre-training only, no contrastive phase", {}, {"finetune": False}),
+    # Not a switch: the baseline again with another seed. The paired tests see only query-to-query noise; this row
+    # shows how far training noise alone moves the numbers, the yardstick for every other row.
+    "seed-1": ("nothing flipped: the baseline with seed 1 instead of 0 (training noise)", {}, {"seed": 1}),
 }
 
 
@@ -88,7 +91,8 @@ def variant_configs(budget: Budget, variant: str, work: Path, device: str = "aut
         "small", out=str(mlm_out), steps=budget.mlm_steps, batch_size=budget.mlm_batch,
         lr=budget.sgd_lr[0] if sgd else budget.mlm_lr, warmup=phase.get("warmup", budget.mlm_warmup),
         tokenizer=budget.tokenizer, limit=budget.limit, eval_every=budget.mlm_steps,
-        eval_windows=budget.mlm_eval_windows, save_every=budget.mlm_steps, seed=budget.seed, device=device,
+        eval_windows=budget.mlm_eval_windows, save_every=budget.mlm_steps, seed=phase.get("seed", budget.seed),
+        device=device,
         model={**budget.model, **model}, optimizer=phase.get("optimizer", "adamw"))
     if "clip" in phase:
         tcfg = replace(tcfg, clip=phase["clip"])
@@ -99,7 +103,7 @@ def variant_configs(budget: Budget, variant: str, work: Path, device: str = "aut
         lr=budget.sgd_lr[1] if sgd else budget.ft_lr, optimizer=phase.get("optimizer", "adamw"),
         clip=phase.get("clip", 1.0), warmup=phase.get("warmup", budget.ft_warmup), max_len=budget.ft_max_len,
         limit=budget.limit, val_per_kind=budget.ft_val_per_kind, val_batch=min(budget.ft_batch, 128),
-        eval_every=budget.ft_steps, save_every=budget.ft_steps, seed=budget.seed, device=device)
+        eval_every=budget.ft_steps, save_every=budget.ft_steps, seed=phase.get("seed", budget.seed), device=device)
     return tcfg, fcfg
 
 
@@ -239,10 +243,19 @@ def reading(summary: dict) -> list[str]:
     lines = []
     sets = summary["budget"]["sets"]
     base = summary["variants"]["baseline"]
+    noise = summary["variants"].get("seed-1")
+    floor = abs(noise["mean_ndcg@10"] - base["mean_ndcg@10"]) if noise else None
     for v, row in summary["variants"].items():
         if v == "baseline":
             continue
         d = row["mean_ndcg@10"] - base["mean_ndcg@10"]
+        if v == "seed-1":
+            lines.append(f"**seed-1** (the baseline, another seed): mean ndcg@10 {row['mean_ndcg@10']:.3f} vs "
+                         f"{base['mean_ndcg@10']:.3f} ({d:+.3f}), MLM val loss {row['mlm_val_loss']:.3f} vs "
+                         f"{base['mlm_val_loss']:.3f}, pair val acc {row['ft_val_acc']:.3f} vs "
+                         f"{base['ft_val_acc']:.3f}. Nothing was flipped: a change of this size in another row is "
+                         "training noise, whatever its p-value (the paired tests see query noise only).")
+            continue
         worse = [s for s in sets if row["p"][s] < summary["alpha"] and row["delta"][s] < 0]
         better = [s for s in sets if row["p"][s] < summary["alpha"] and row["delta"][s] > 0]
         strong = [s for s in sets if row["p"][s] < summary["bonferroni_alpha"]]
@@ -257,6 +270,9 @@ def reading(summary: dict) -> list[str]:
                 what += f"; worse on {', '.join(worse)}"
             what += (f" (p < 0.05; survives Bonferroni on {', '.join(strong)})" if strong
                      else " (p < 0.05, none survives Bonferroni)")
+        if floor is not None:  # one extra seed is a rough yardstick, so a ratio, not a verdict
+            what += (f"; {abs(d) / floor:.0f}x the seed's own change of {floor:.3f}" if floor > 0 else
+                     "; the seed changed nothing measurable")
         if row["mlm_val_loss"] is not None and base["mlm_val_loss"] is not None:
             what += f". MLM val loss {row['mlm_val_loss']:.3f} vs {base['mlm_val_loss']:.3f}"
         lines.append(what + ".")
@@ -298,7 +314,7 @@ Testament); cells are ndcg@10, with the change against the baseline and its pair
 | contrastive phase | {b['ft_steps']} steps x {b['ft_batch']} pairs (in-batch negatives), max_len {b['ft_max_len']}, lr {b['ft_lr']} (SGD {b['sgd_lr'][1]}), warmup {b['ft_warmup']}, learned temperature (init 0.05); xlate/span/Nave pairs with the evaluation hold-outs |
 | evaluation | queries per set: {queries} |
 | hardware | {hw.get('cpu')}, {hw.get('cpu_count')} cores, torch threads {hw.get('torch_threads')}, device {hw.get('device')}; {hw['load_note']} |
-| wall time | {summary['wall_s'] / 60:.1f} min for this command ({summary['total_variant_wall_s'] / 60:.1f} min of variant runs) |
+| wall time | {summary['total_variant_wall_s'] / 60:.1f} min for all variants from scratch (sum of each variant's training + evaluation); the last `bench ablate` took {summary['wall_s'] / 60:.1f} min, reusing stored variants whose config was unchanged |
 
 {head}
 {sep}
@@ -307,6 +323,10 @@ Testament); cells are ndcg@10, with the change against the baseline and its pair
 "pair val acc": in-batch top-1 accuracy on held-out verse pairs after the contrastive phase (mean over pair kinds).
 
 ## What each switch bought at this budget
+The baseline reaches a mean ndcg@10 of {summary['variants']['baseline']['mean_ndcg@10']:.3f} and an MLM validation
+loss of {summary['variants']['baseline']['mlm_val_loss']:.3f}: at this budget every model is early in training, so
+the table measures how fast a recipe gets going, which is not the same as where it ends up.
+
 {reading_lines}
 
 A budget this small measures what a switch does to a model's first few hundred steps, not what it does to a trained

@@ -27,6 +27,7 @@ EXPECTED = {
             "ft.lr": A.BUDGETS["cpu"].sgd_lr[1]},
     "no-clip": {"train.clip": None, "ft.clip": None},
     "no-warmup": {"train.warmup": 0, "ft.warmup": 0},
+    "seed-1": {"train.seed": 1, "ft.seed": 1},
 }
 
 

@@ -6,17 +6,16 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from dataclasses import replace
 
 from harness.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder.finetune import FinetuneConfig, encode_packed, finetune, info_nce, pack, parse_temperature
-from encoder.model import PRESETS, Encoder
 from encoder.train import preset_config, train
 
 BENCH = Path(sys.executable).parent / "bench"
