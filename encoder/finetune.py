@@ -36,7 +36,7 @@ from encoder import distributed as D
 from encoder import pairs as P
 from encoder.embed import tokenize
 from encoder.train import (OPTIMIZERS, _autocast, _git_commit, _hardware, _peak_mem, _rss, clip_gradients,
-                           lr_factor, make_optimizer)
+                           lr_factor, make_optimizer, same_training)
 
 MIN_TEMPERATURE = 0.01
 
@@ -82,9 +82,6 @@ class FinetuneConfig:
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
-
-
-RESUMABLE = {"out", "steps", "device", "compile", "eval_every", "save_every"}
 
 
 def check_config(cfg: FinetuneConfig) -> None:
@@ -219,14 +216,6 @@ def evaluate(model: Contrastive, tk, val: dict[str, list], cfg: FinetuneConfig, 
     return out
 
 
-def _same_training(stored: dict, cfg: FinetuneConfig, where: Path) -> None:
-    mine = asdict(cfg)
-    stored = asdict(FinetuneConfig.from_dict(stored))
-    diffs = [f"{k}={stored[k]!r} (now {mine[k]!r})" for k in mine if k not in RESUMABLE and stored[k] != mine[k]]
-    if diffs:
-        raise at(where, None, "cannot resume: the checkpoint was fine-tuned with " + ", ".join(diffs))
-
-
 def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
              on_step: Callable[[dict, int], None] | None = None, pairs: P.PairData | None = None) -> Path:
     """Fine-tune (or continue) and return the checkpoint folder `cfg.out`. Under torchrun, every rank calls this;
@@ -257,7 +246,7 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
         if "finetune" not in stored:
             raise at(out / "config.json", None, "is not a fine-tuned checkpoint (no \"finetune\" config): "
                                                 "resume it with bench train --resume")
-        _same_training(stored["finetune"], cfg, out / "config.json")
+        same_training(stored["finetune"], cfg, out / "config.json", verb="fine-tuned")
         if not (out / "trainer_state.pt").is_file():
             raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
     elif out.exists():

@@ -236,13 +236,14 @@ def _git_commit() -> str | None:
         return None
 
 
-def _same_training(stored: dict, cfg: TrainConfig, where: Path) -> None:
-    """Resuming is only exact when everything that shapes training is unchanged."""
+def same_training(stored: dict, cfg, where: Path, verb: str = "trained") -> None:
+    """Resuming is only exact when everything that shapes training is unchanged. `cfg` is a TrainConfig or a
+    FinetuneConfig; `stored` the same kind of config as read back from the checkpoint."""
     mine = asdict(cfg)
-    stored = asdict(TrainConfig.from_dict(stored))
+    stored = asdict(type(cfg).from_dict(stored))
     diffs = [f"{k}={stored[k]!r} (now {mine[k]!r})" for k in mine if k not in RESUMABLE and stored[k] != mine[k]]
     if diffs:
-        raise at(where, None, "cannot resume: the checkpoint was trained with " + ", ".join(diffs))
+        raise at(where, None, f"cannot resume: the checkpoint was {verb} with " + ", ".join(diffs))
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -259,7 +260,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         stored = ckpt.read_config(out)
         if "finetune" in stored:
             raise at(out / "config.json", None, "is a fine-tuned checkpoint: resume it with bench finetune --resume")
-        _same_training(stored.get("train", {}), cfg, out / "config.json")
+        same_training(stored.get("train", {}), cfg, out / "config.json")
         if not (out / "trainer_state.pt").is_file():
             raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
     elif out.exists():
