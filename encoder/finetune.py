@@ -36,7 +36,7 @@ from encoder import distributed as D
 from encoder import pairs as P
 from encoder.embed import tokenize
 from encoder.train import (OPTIMIZERS, _autocast, _git_commit, _hardware, _peak_mem, _rss, clip_gradients,
-                           lr_factor, make_optimizer, same_training)
+                           check_out, lr_factor, make_optimizer, same_training)
 
 MIN_TEMPERATURE = 0.01
 
@@ -247,13 +247,7 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
             raise at(out / "config.json", None, "is not a fine-tuned checkpoint (no \"finetune\" config): "
                                                 "resume it with bench train --resume")
         same_training(stored["finetune"], cfg, out / "config.json", verb="fine-tuned")
-        if not (out / "trainer_state.pt").is_file():
-            raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
-    elif out.exists():
-        if (out / "config.json").is_file() and not overwrite:
-            raise at(out, None, "already holds a checkpoint; use --resume to continue it or --overwrite to replace it")
-        if not (out / "config.json").is_file() and any(out.iterdir()):
-            raise at(out, None, "exists, is not empty and is not a checkpoint folder; choose another --out")
+    check_out(out, resume, overwrite)
 
     t_setup = time.perf_counter()
     start_ckpt = ckpt.load(out if resume else init, device)

@@ -236,6 +236,19 @@ def _git_commit() -> str | None:
         return None
 
 
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """What the output folder may hold: a resumable checkpoint with --resume, a checkpoint to replace with
+    --overwrite, or nothing (a folder of something else is never swapped away)."""
+    if resume:
+        if not (out / "trainer_state.pt").is_file():
+            raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
+    elif out.exists():
+        if (out / "config.json").is_file() and not overwrite:
+            raise at(out, None, "already holds a checkpoint; use --resume to continue it or --overwrite to replace it")
+        if not (out / "config.json").is_file() and any(out.iterdir()):
+            raise at(out, None, "exists, is not empty and is not a checkpoint folder; choose another --out")
+
+
 def same_training(stored: dict, cfg, where: Path, verb: str = "trained") -> None:
     """Resuming is only exact when everything that shapes training is unchanged. `cfg` is a TrainConfig or a
     FinetuneConfig; `stored` the same kind of config as read back from the checkpoint."""
@@ -261,13 +274,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         if "finetune" in stored:
             raise at(out / "config.json", None, "is a fine-tuned checkpoint: resume it with bench finetune --resume")
         same_training(stored.get("train", {}), cfg, out / "config.json")
-        if not (out / "trainer_state.pt").is_file():
-            raise at(out / "trainer_state.pt", None, "missing: this checkpoint cannot be resumed")
-    elif out.exists():
-        if (out / "config.json").is_file() and not overwrite:
-            raise at(out, None, "already holds a checkpoint; use --resume to continue it or --overwrite to replace it")
-        if not (out / "config.json").is_file() and any(out.iterdir()):
-            raise at(out, None, "exists, is not empty and is not a checkpoint folder; choose another --out")
+    check_out(out, resume, overwrite)
 
     t_setup = time.perf_counter()
     sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
