@@ -22,7 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +36,8 @@ from encoder import distributed as D
 from encoder import pairs as P
 from encoder.embed import tokenize
 from encoder.train import (OPTIMIZERS, _autocast, _git_commit, _hardware, _peak_mem, _rss, clip_gradients,
-                           check_out, lr_factor, make_optimizer, same_training)
+                           check_out, config_from_dict, lr_factor, make_optimizer,
+                           same_training)
 
 MIN_TEMPERATURE = 0.01
 
@@ -73,15 +74,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BadInput(f"finetune config: unknown field(s) {', '.join(unknown)}")
-        d = dict(d)
-        for k in ("translations", "mix"):
-            if k in d and d[k] is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
+        return config_from_dict(cls, d, "finetune", ("translations", "mix"))
 
 
 def check_config(cfg: FinetuneConfig) -> None:

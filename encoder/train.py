@@ -67,14 +67,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BadInput(f"train config: unknown field(s) {', '.join(unknown)}")
-        d = dict(d)
-        if "translations" in d:
-            d["translations"] = tuple(d["translations"])
-        return cls(**d)
+        return config_from_dict(cls, d, "train", ("translations",))
+
+
+def config_from_dict(cls, d: dict, what: str, tuples: tuple[str, ...]):
+    """A frozen config from its JSON form: unknown fields refused, JSON lists turned back into tuples."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
+    if unknown:
+        raise BadInput(f"{what} config: unknown field(s) {', '.join(unknown)}")
+    return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in d.items()})
 
 
 # Training defaults per architecture preset; explicit options override them.
