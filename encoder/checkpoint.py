@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from harness.errors import BadInput, at
-from harness.paths import file_sha256
+from corpus.errors import BadInput, at
+from corpus.paths import file_sha256
 from encoder import tokenizer as tok
 from encoder.model import Encoder, EncoderConfig
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tokenizers import Tokenizer
 
-from harness.errors import BadInput
-from harness.paths import atomic_write_bytes, home
+from corpus.errors import BadInput
+from corpus.paths import atomic_write_bytes, home
 from encoder import tokenizer as tok
 
 DATA_VERSION = 1  # bump when windowing changes: it is part of the cache key
@@ -67,7 +67,7 @@ def naves_prose(key: str, tei: str) -> str:
 
 def load_sources(translations, scope: str = "all", naves: bool = True, limit: int | None = None) -> list[Source]:
     """The training text. `limit` keeps the first N verses of each translation (tests, smoke runs) and drops Nave's."""
-    from harness.corpus import TRANSLATIONS, load_corpus
+    from corpus.bible import TRANSLATIONS, load_corpus
     bad = [t for t in translations if t not in TRANSLATIONS]
     if bad or not translations:
         raise BadInput(f"unknown translation(s) {', '.join(bad) or '(none)'}: choose from {', '.join(TRANSLATIONS)}")
@@ -78,7 +78,7 @@ def load_sources(translations, scope: str = "all", naves: bool = True, limit: in
         sources.append(Source(t, c.corpus_id + (f"[:{n}]" if limit is not None else ""), "verses",
                               c.ids[:n], c.texts[:n]))
     if naves and limit is None:
-        from harness.naves import read_entries
+        from corpus.naves import read_entries
         entries = read_entries()
         keys = tuple(entries)
         texts = tuple(naves_prose(k, entries[k]) for k in keys)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.errors import BadInput, at
+from corpus.errors import BadInput, at
 from encoder import checkpoint as ckpt
 from encoder import distributed as D
 from encoder import pairs as P

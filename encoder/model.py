@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 
 NORMS = ("pre", "post")
 ACTS = ("gelu", "relu")

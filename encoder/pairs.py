@@ -4,10 +4,10 @@ Three kinds of (anchor, positive) pairs; the positive is always a whole verse, a
   xlate  the same verse in two translations (remembered wording is another translation's wording);
   span   a 4-12 word span of a verse in one translation -> the whole verse in another (what a person types);
   naves  a Nave's Topical Bible topic/subtopic label, worded exactly like the thematic queries
-         (`harness.qrels_build.query_text`) -> one of the verses Nave lists under it.
+         (`corpus.qrels_build.query_text`) -> one of the verses Nave lists under it.
 
 What is held out, and why:
-- Nave's topics whose head word (`harness.qrels_build.split_unit`) is the head word of a topic with a query in
+- Nave's topics whose head word (`corpus.qrels_build.split_unit`) is the head word of a topic with a query in
   thematic-test (and, by default, thematic-dev too, so that dev stays an honest stand-in for test when the hybrid's
   weights are tuned on it). Splitting by head word keeps twins such as FAITH / FAITH IN CHRIST on one side.
 - Every verse judged relevant in keyword-xlate: its queries are spans of those very verses in other translations, so
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import BadInput
-from harness.qsets import QRELS_DIR, read_qrels, read_queries, set_names
+from corpus.errors import BadInput
+from corpus.qsets import QRELS_DIR, read_qrels, read_queries, set_names
 
 KINDS = ("xlate", "span", "naves")
 SPAN_MIN, SPAN_MAX = 4, 12
@@ -90,7 +90,7 @@ def heldout_topic_units(holdout: str, root: Path = QRELS_DIR) -> frozenset[str]:
     """Head words of the Nave topics that have queries in the held-out thematic split(s)."""
     import json
 
-    from harness.qrels_build import TOPICS_FILE, split_unit, test_topic_keys
+    from corpus.qrels_build import TOPICS_FILE, split_unit, test_topic_keys
 
     if holdout not in NAVES_HOLDOUTS:
         raise BadInput(f"naves holdout must be one of {', '.join(NAVES_HOLDOUTS)}, got {holdout!r}")
@@ -108,8 +108,8 @@ def _words(text: str) -> list[str]:
 def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: float = 0.02, naves: bool = True,
           naves_holdout: str = "dev+test", limit: int | None = None, root: Path = QRELS_DIR) -> PairData:
     """Every pair source, with the hold-outs applied. `limit`: only the first N verse ids (tests, smoke runs)."""
-    from harness.corpus import TRANSLATIONS, load_corpus
-    from harness.qrels_build import query_text, split_unit
+    from corpus.bible import TRANSLATIONS, load_corpus
+    from corpus.qrels_build import query_text, split_unit
     from encoder.data import heldout
 
     translations = tuple(translations)
@@ -141,7 +141,7 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
     nstats = {"topics": 0, "topics_heldout": 0, "labels_forbidden": 0, "labels_duplicate": 0, "labels": 0,
               "train_pairs": 0, "val_pairs": 0}
     if naves:
-        from harness import naves as N
+        from corpus import naves as N
 
         units = heldout_topic_units(naves_holdout, root)
         verses = N.VerseList.of(ids)

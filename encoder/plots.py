@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import BadInput
-from harness.paths import atomic_write_bytes
+from corpus.errors import BadInput
+from corpus.paths import atomic_write_bytes
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -15,8 +15,8 @@ from pathlib import Path
 import tokenizers
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
-from harness.errors import BadInput, at
-from harness.paths import atomic_write_text, home
+from corpus.errors import BadInput, at
+from corpus.paths import atomic_write_text, home
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT = "bert-base-uncased"

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.errors import BadInput, at
-from harness.paths import REPO
+from corpus.errors import BadInput, at
+from corpus.paths import REPO
 from encoder import checkpoint as ckpt
 from encoder import data
 from encoder import distributed as D

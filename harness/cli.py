@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="versebench: an evaluation harness for verse search.")
@@ -47,7 +47,7 @@ def corpus_build(translation: str = typer.Option("web", "--translation", "-t", h
     """Build (or rebuild) a corpus cache from its source and print its counts."""
     from rich.progress import Progress
 
-    from harness.corpus import TRANSLATIONS, load_corpus
+    from corpus.bible import TRANSLATIONS, load_corpus
 
     names = TRANSLATIONS if translation == "all" else (translation,)
     rows = []
@@ -69,7 +69,7 @@ def corpus_stats(translation: str = typer.Option("web", "--translation", "-t"),
                  scope: str = typer.Option("nt", "--scope", "-s"),
                  json_out: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Counts and content id of a corpus (built on first use)."""
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     r = _corpus_stats(load_corpus(translation, scope))
     if json_out:
@@ -84,8 +84,8 @@ def corpus_stats(translation: str = typer.Option("web", "--translation", "-t"),
 def corpus_show(ref: str = typer.Argument(..., help="a verse: John.3.16, 'John 3:16', 'Ezek 36:26'"),
                 translation: str = typer.Option("web", "--translation", "-t")) -> None:
     """Print one verse."""
-    from harness.books import scope_of
-    from harness.corpus import load_corpus, parse_ref
+    from corpus.books import scope_of
+    from corpus.bible import load_corpus, parse_ref
 
     docid = parse_ref(ref)
     typer.echo(f"{docid} ({translation}) {load_corpus(translation, scope_of(docid)).text(docid)}")
@@ -99,8 +99,8 @@ def qrels_validate(
     translation: str = typer.Option("web", "--translation"),
 ):
     """Check every committed set: format, docids in the corpus for the set's scope, duplicates, unjudged queries."""
-    from harness.corpus import load_corpus
-    from harness.qsets import set_names, validate_set
+    from corpus.bible import load_corpus
+    from corpus.qsets import set_names, validate_set
 
     ids = {}
 
@@ -118,7 +118,7 @@ def qrels_validate(
 @qrels_app.command("stats")
 def qrels_stats(as_json: bool = typer.Option(False, "--json")):
     """Counts per committed set."""
-    from harness.qsets import read_set, set_names, stats
+    from corpus.qsets import read_set, set_names, stats
 
     out = {name: stats(read_set(name)) for name in set_names()}
     if as_json:
@@ -138,7 +138,7 @@ def qrels_build_cmd(
     """Generate a query set from its sources (deterministic: the same inputs give byte-identical files)."""
     from rich.console import Console
 
-    from harness import qrels_build
+    from corpus import qrels_build
 
     with Console(stderr=True).status(f"building {name} ..."):
         summary = qrels_build.build(name, out)
@@ -218,8 +218,8 @@ def run(
     from pathlib import Path
 
     from harness import report as R
-    from harness.books import SCOPES
-    from harness.qsets import external_set
+    from corpus.books import SCOPES
+    from corpus.qsets import external_set
     from harness.runner import RunConfig, run_benchmark
 
     if scope not in SCOPES:
@@ -263,8 +263,8 @@ def search(
     from rich.console import Console
     from rich.table import Table
 
-    from harness.books import SCOPES
-    from harness.corpus import load_corpus
+    from corpus.books import SCOPES
+    from corpus.bible import load_corpus
     from harness.runner import strict_order
     from retrievers.base import make
 
@@ -313,9 +313,9 @@ def tune_fusion(
     scope: str = typer.Option("nt", "--scope"),
 ):
     """Tune hybrid fusion parameters with ranx.optimize_fusion on dev splits only; saves retrievers/fusion_weights.json."""
-    from harness.corpus import load_corpus
-    from harness.qsets import load_set, read_set, set_names
-    from retrievers.hybrid import tune
+    from corpus.bible import load_corpus
+    from corpus.qsets import load_set, read_set, set_names
+    from harness.fusion import tune
 
     names = list(set_) or [n for n in set_names() if read_set(n).meta.get("split") == "dev"]
     sets = [load_set(n, scope) for n in names]
@@ -602,9 +602,9 @@ def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from encoder import ablate as A
+    from harness import ablate as A
     from encoder.train import resolve_device
-    from harness.paths import REPO
+    from corpus.paths import REPO
 
     resolve_device(device)
     _set_threads(threads)

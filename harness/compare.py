@@ -4,9 +4,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from harness.metrics import paired_p
-from harness.paths import REPO, atomic_write_bytes, atomic_write_text
+from corpus.paths import REPO, atomic_write_bytes, atomic_write_text
 from harness.report import load_report, require_same_basis, set_table_rows
 
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import BadInput, at
-from harness.paths import REPO, atomic_write_text
+from corpus.errors import BadInput, at
+from corpus.paths import REPO, atomic_write_text
 
 GATE_SETS = ("keyword", "keyword-xlate", "thematic-test", "thematic-curated", "distractor")
 GATE_RETRIEVERS = ("encoder", "hybrid")

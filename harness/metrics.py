@@ -8,7 +8,7 @@ use the same shape: `distractor@10` is the fraction of the top 10 that are known
 import os
 import warnings
 
-from harness.paths import home
+from corpus.paths import home
 
 METRICS = ("ndcg@10", "precision@10", "recall@10", "recall@100", "mrr@10")
 DISTRACTOR_METRICS = ("distractor@10", "win_rate")

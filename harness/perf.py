@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.paths import REPO, atomic_write_text, home
+from corpus.paths import REPO, atomic_write_text, home
 
 QPS_SET = "keyword-xlate"  # 415 real queries: enough to time, short enough to repeat
 
@@ -30,7 +30,7 @@ def lexical(results: dict, log) -> None:
     """JVM start, then a BM25 index built from nothing (in a scratch home holding only the corpus cache)."""
     import shutil
 
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     from retrievers import bm25, pyserini_env
 
     t0 = time.perf_counter()
@@ -54,8 +54,8 @@ def lexical(results: dict, log) -> None:
 
 
 def qps(results: dict, names, log) -> None:
-    from harness.corpus import load_corpus
-    from harness.qsets import load_set
+    from corpus.bible import load_corpus
+    from corpus.qsets import load_set
     from retrievers.base import make
 
     corpus = load_corpus("web", "nt")
@@ -76,7 +76,7 @@ def qps(results: dict, names, log) -> None:
 
 def encoding(results: dict, log) -> None:
     """Encoding the 7,950 NT verses from scratch (the vector cache bypassed)."""
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     from retrievers.encoder import EncoderRetriever
     from retrievers.minilm import MiniLM
 

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import BadInput, at
+from corpus.errors import BadInput, at
 from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS
-from harness.paths import REPO, atomic_write_text
+from corpus.paths import REPO, atomic_write_text
 
 SIG_P = 0.05
 SUPERSCRIPT = dict(zip("abcdefghijklmnopqrstuvwxyz", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖqʳˢᵗᵘᵛʷˣʸᶻ"))

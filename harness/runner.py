@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import metrics as M
-from harness.errors import BadInput
-from harness.paths import REPO, atomic_write_text
-from harness.qsets import QuerySet, format_run, load_set, read_set, set_names
+from corpus.errors import BadInput
+from corpus.paths import REPO, atomic_write_text
+from corpus.qsets import QuerySet, format_run, load_set, read_set, set_names
 
 MAX_K = 1000
 
@@ -72,7 +72,7 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
 def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=None) -> tuple[dict, Path]:
     """Runs every retriever over every set; returns (report, folder written)."""
     from harness import report as R
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     from retrievers.base import config_dict, make
 
     if not 1 <= cfg.k <= MAX_K:

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 
 
 class Retriever(Protocol):

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import BadInput
-from harness.paths import home
+from corpus.errors import BadInput
+from corpus.paths import home
 from retrievers.base import check_k, config_from_options, strictly_decreasing
 
 BATCH_THREADS = 2

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import BadInput
-from harness.paths import atomic_write_bytes, home
+from corpus.errors import BadInput
+from corpus.paths import atomic_write_bytes, home
 
 
 def vectors_path(model_sha: str, corpus_id: str) -> Path:

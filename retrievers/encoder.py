@@ -7,8 +7,8 @@ committed under models/.
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import BadInput
-from harness.paths import REPO
+from corpus.errors import BadInput
+from corpus.paths import REPO
 from retrievers.dense import cached_vectors, search_with
 
 NAME = "encoder"

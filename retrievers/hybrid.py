@@ -8,11 +8,10 @@ the (dense, method) pair the method's untuned default is used, and the config sa
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import BadInput, at
-from harness.paths import REPO, atomic_write_text
+from corpus.errors import BadInput, at
+from corpus.paths import REPO
 from retrievers.base import strictly_decreasing
 
 WEIGHTS_FILE = REPO / "retrievers" / "fusion_weights.json"
@@ -108,9 +107,8 @@ class Hybrid:
 
 
 def fuse(sparse: dict, dense: dict, cfg: HybridConfig, k: int) -> dict[str, dict[str, float]]:
-    from harness.metrics import _ranx
+    import ranx  # here, not at the top: importing ranx starts numba (seconds); NUMBA_CACHE_DIR is set by the caller
 
-    ranx = _ranx()
     out = {q: {} for q in sparse}
     qids = [q for q in sparse if sparse[q] or dense.get(q)]
     if not qids:
@@ -144,46 +142,3 @@ def make(corpus, **options) -> Hybrid:
     if unknown:
         raise BadInput(f"hybrid: unknown option(s) {', '.join(unknown)}; hybrid takes: {', '.join(sorted(allowed))}")
     return Hybrid(corpus, **options)
-
-
-def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpoint: str | None = None,
-         path: Path = WEIGHTS_FILE) -> dict:
-    """`ranx.optimize_fusion` on dev splits only; writes the entry into the weights file and returns it."""
-    from harness.metrics import _ranx, evaluate
-
-    bad = [s.name for s in sets if s.meta.get("split") != "dev"]
-    if bad or not sets:
-        raise BadInput(f"fusion is tuned on dev splits only; {', '.join(bad) or 'no set'} is not a dev split")
-    h = Hybrid(corpus, dense=dense, fusion=fusion, checkpoint=checkpoint)
-    qrels, sparse, dense_run = {}, {}, {}
-    for s in sets:
-        sp, dn = h.parts(s.queries, 100)
-        for q in s.queries:  # set-prefixed ids: two dev sets may reuse a qid
-            qrels[f"{s.name}/{q}"] = s.qrels[q]
-            sparse[f"{s.name}/{q}"] = sp.get(q) or {}
-            dense_run[f"{s.name}/{q}"] = dn.get(q) or {}
-    ranx = _ranx()
-    rq = ranx.Qrels(qrels)
-    # optimize_fusion needs both runs to hold every query: an empty side gets the placeholder, as in fuse().
-    runs = [ranx.Run({q: d or {NOTHING: 0.0} for q, d in r.items()}, name=n)
-            for r, n in ((sparse, "sparse"), (dense_run, "dense"))]
-    best = ranx.optimize_fusion(qrels=rq, runs=runs, norm=h.config.norm, method=fusion, metric=metric,
-                                show_progress=False)
-    before = {n: evaluate(qrels, r, (metric,))[0][metric] for n, r in (("sparse", sparse), ("dense", dense_run))}
-    cfg = HybridConfig(**{**h.config.__dict__, "params": best})
-    after = evaluate(qrels, fuse(sparse, dense_run, cfg, 100), (metric,))[0][metric]
-    entry = {
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in best.items()},
-        "metric": metric,
-        "tuned_on": [s.name for s in sets],
-        "set_versions": {s.name: s.version for s in sets},
-        "corpus": corpus.corpus_id,
-        "checkpoint_sha256": getattr(h.dense.config, "checkpoint_sha256", None),
-        "dev_scores": {"sparse": round(before["sparse"], 4), "dense": round(before["dense"], 4),
-                       "fused": round(after, 4)},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    data = read_weights(path)
-    data.setdefault(dense, {})[fusion] = entry
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-    return entry

@@ -22,7 +22,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from retrievers.base import check_k, config_from_options, redact_dsn, strictly_decreasing
 
 WORD = re.compile(r"\w+")

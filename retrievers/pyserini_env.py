@@ -13,7 +13,7 @@ We set pyserini's classpath with pyserini's own `configure_classpath`, drop the 
 import os
 import sys
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 
 VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
 # Quiet, not different: Lucene 9 cannot use Java 22+'s memory segments, so it falls back to mapped byte buffers

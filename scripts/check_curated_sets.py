@@ -4,16 +4,16 @@
     .venv/bin/python scripts/check_curated_sets.py --show     # also print each query with its judged verses
     .venv/bin/python scripts/check_curated_sets.py --show distractor
 
-Validation is harness.qsets.validate_set (every docid a WEB verse of the set's scope, every query judged, no
+Validation is corpus.qsets.validate_set (every docid a WEB verse of the set's scope, every query judged, no
 verse both relevant and distractor). --show is for people: judgments are only as good as the last re-reading.
 """
 
 import argparse
 import sys
 
-from harness.books import scope_of
-from harness.corpus import load_corpus
-from harness.qsets import read_set, validate_set
+from corpus.books import scope_of
+from corpus.bible import load_corpus
+from corpus.qsets import read_set, validate_set
 
 SETS = ("keyword", "thematic-curated", "distractor")
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def queries_300(corpus) -> dict[str, str]:
-    from harness.qsets import load_set, set_names
+    from corpus.qsets import load_set, set_names
 
     queries = {}
     for name in set_names():
@@ -42,14 +42,14 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true")
     args = ap.parse_args()
     if args.fresh:
-        from harness.paths import home
+        from corpus.paths import home
 
         fresh = Path(tempfile.mkdtemp(prefix="versebench-perf-"))
         if (home() / "corpus").is_dir():
             shutil.copytree(home() / "corpus", fresh / "corpus")
         os.environ["VERSEBENCH_HOME"] = str(fresh)
 
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     from retrievers import bm25
     from retrievers.base import make
     from retrievers.pyserini_env import prepare

@@ -6,6 +6,6 @@ import pytest
 @pytest.fixture(scope="session")
 def nt_corpus():
     """The default corpus: World English Bible, New Testament (7,950 verses)."""
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     return load_corpus("web", "nt")

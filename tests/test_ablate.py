@@ -6,8 +6,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from harness.errors import BadInput
-from encoder import ablate as A
+from corpus.errors import BadInput
+from harness import ablate as A
 from encoder import checkpoint as ckpt
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from harness.runner import RunConfig, run_benchmark
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]

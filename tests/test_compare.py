@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness import compare as C
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from harness.runner import RunConfig, run_benchmark
 
 

@@ -6,9 +6,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from harness.books import NT_BOOKS, OT_BOOKS
-from harness.corpus import TRANSLATIONS, build, clean_osis, clean_plain, load_corpus, parse_ref
-from harness.errors import BadInput
+from corpus.books import NT_BOOKS, OT_BOOKS
+from corpus.bible import TRANSLATIONS, build, clean_osis, clean_plain, load_corpus, parse_ref
+from corpus.errors import BadInput
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_ids_line_up_across_translations(bibles):
 
 
 def test_every_id_is_a_kjv_slot(bibles):
-    from harness.corpus import _kjv_chapter_lengths
+    from corpus.bible import _kjv_chapter_lengths
 
     slots = _kjv_chapter_lengths()
     for t, c in bibles.items():

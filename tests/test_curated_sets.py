@@ -3,8 +3,8 @@ relevant and a distractor. These files are trusted as ground truth, so they are 
 
 import pytest
 
-from harness.books import scope_of
-from harness.qsets import read_set, validate_set
+from corpus.books import scope_of
+from corpus.qsets import read_set, validate_set
 
 # (set, scope in set.json, kind, minimum queries, qid prefix)
 CURATED = [
@@ -16,7 +16,7 @@ CURATED = [
 
 @pytest.fixture(scope="module")
 def corpus_ids(nt_corpus):
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     ids = {"nt": set(nt_corpus.ids)}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from encoder.train import preset_config, train
-from harness.corpus import Corpus
-from harness.errors import BadInput
+from corpus.bible import Corpus
+from corpus.errors import BadInput
 from retrievers import dense
 from retrievers.encoder import EncoderRetriever
 

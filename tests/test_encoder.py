@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder import tokenizer as tok
 from encoder.embed import encode_texts

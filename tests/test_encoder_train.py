@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder.model import PRESETS, Encoder
 from encoder.train import (TrainConfig, clip_gradients, lr_factor, preset_config, resolve_device, train)

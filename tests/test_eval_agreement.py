@@ -5,7 +5,7 @@ import pytest
 from ir_measures import P, R, RR, nDCG
 
 from harness import metrics as M
-from harness.qsets import format_run, load_set, read_run
+from corpus.qsets import format_run, load_set, read_run
 from harness.runner import strict_order
 from retrievers.base import make
 

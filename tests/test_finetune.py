@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder.finetune import FinetuneConfig, encode_packed, finetune, info_nce, pack, parse_temperature
 from encoder.train import preset_config, train
@@ -75,7 +75,7 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(pretrained, t
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the `encoder` retriever takes it: a 40-verse corpus, vectors cached in a throwaway home
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     from retrievers.base import make
     nt = load_corpus("web", "nt")
     small = type("C", (), {"ids": nt.ids[:40], "texts": nt.texts[:40], "corpus_id": "web-nt-first-40",
@@ -123,7 +123,7 @@ def test_info_nce_by_hand():
 
 def test_packed_encoding_equals_one_padded_batch(pretrained):
     c = ckpt.load(pretrained)
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
     texts = list(load_corpus("web", "nt").texts[:70]) + ["faith", "love your enemies"]
     p = pack(c.tokenizer, texts, 64, c.model.cfg.pad_id, "cpu", rows=16)
     assert len(p.chunks) == 5 and sum(ch[0].shape[0] for ch in p.chunks) == len(texts)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.qrels_build import TOPICS_FILE, query_text, split_unit, test_topic_keys
-from harness.qsets import QRELS_DIR, read_qrels, read_queries
+from corpus.qrels_build import TOPICS_FILE, query_text, split_unit, test_topic_keys
+from corpus.qsets import QRELS_DIR, read_qrels, read_queries
 from encoder import pairs as P
 from encoder.data import heldout
 
@@ -43,7 +43,7 @@ def test_no_nave_topic_of_the_test_split(built):
 
 def test_the_filter_is_not_vacuous(built):
     """Without the hold-out, test topics WOULD be in the pairs: the thematic-test queries come from Nave labels."""
-    from harness import naves
+    from corpus import naves
     topics, _ = naves.topics()
     test_units = {split_unit(k) for k in test_topic_keys()}
     would = {query_text(t.key, s.path) for t in topics if split_unit(t.key) in test_units for s in t.subtopics

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from harness.errors import BadInput
-from harness.qsets import QuerySet
+from corpus.errors import BadInput
+from corpus.qsets import QuerySet
+from harness.fusion import tune
 from retrievers import hybrid as H
 
 
@@ -54,13 +55,13 @@ def test_weights_file_for_a_retriever_that_is_not_there_is_refused(tmp_path):
 def test_tuning_refuses_anything_but_dev_splits():
     test_split = QuerySet("thematic-test", {"q": "grace"}, {"q": {"Eph.2.8": 1}}, meta={"split": "test"})
     with pytest.raises(BadInput, match="dev splits only"):
-        H.tune(None, "minilm", "wsum", [test_split])
+        tune(None, "minilm", "wsum", [test_split])
     with pytest.raises(BadInput, match="dev splits only"):
-        H.tune(None, "minilm", "wsum", [])
+        tune(None, "minilm", "wsum", [])
 
 
 def test_committed_weights_were_tuned_on_dev_splits_only():
-    from harness.qsets import read_set
+    from corpus.qsets import read_set
 
     for dense, methods in H.read_weights().items():
         for method, entry in methods.items():
@@ -72,7 +73,7 @@ def test_committed_weights_were_tuned_on_dev_splits_only():
 def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, tmp_path, monkeypatch):
     """Real MiniLM and BM25 over the first 300 verses (Matthew 1-11), tuned with ranx.optimize_fusion on ten real
     look-ups; one query finds nothing in BM25 (a real bug: optimize_fusion refused runs with a missing query)."""
-    from harness.corpus import Corpus
+    from corpus.bible import Corpus
 
     small = Corpus(translation="web", scope="nt", ids=nt_corpus.ids[:300], texts=nt_corpus.texts[:300],
                    manifest={**nt_corpus.manifest, "id": "web-nt-first300-test"})
@@ -86,7 +87,7 @@ def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, t
              "d9": {"Matt.7.24": 2}, "d10": {"Matt.7.26": 1}}
     dev = QuerySet("mini-dev", queries, qrels, meta={"split": "dev", "version": "x"})
     path = tmp_path / "weights.json"
-    entry = H.tune(small, "minilm", "wsum", [dev], path=path)
+    entry = tune(small, "minilm", "wsum", [dev], path=path)
     assert H.read_weights(path)["minilm"]["wsum"] == entry
     w = entry["params"]["weights"]
     assert len(w) == 2 and abs(sum(w) - 1) < 1e-6

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness import gate as G
-from harness.paths import REPO
+from corpus.paths import REPO
 from retrievers.encoder import DEFAULT_CHECKPOINT
 from tests.test_cli import assert_one_line_error, bench
 
@@ -18,7 +18,7 @@ BASELINE = REPO / "reports" / "baseline.json"
 
 def damaged_copy(tmp_path, how: str):
     """A loadable checkpoint whose weights are wrecked: shuffled token embeddings or re-initialised weights."""
-    from harness.paths import file_sha256
+    from corpus.paths import file_sha256
 
     dst = tmp_path / f"damaged-{how}"
     shutil.copytree(DEFAULT_CHECKPOINT, dst, ignore=shutil.ignore_patterns("trainer_state.pt"))

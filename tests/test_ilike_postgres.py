@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
+from corpus.errors import BadInput
 from retrievers import base
 
 QUERIES = [
@@ -88,7 +88,7 @@ def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(pg_dsn, nt_corpus):
 def test_unicode_case_folding_is_where_the_backends_differ(pg_dsn):
     """KJV spells Aeneas with a capital Æ. PostgreSQL's ILIKE folds it (UTF-8 database, C.UTF-8 locale); SQLite's LIKE
     folds ASCII only, so "æneas" finds nothing there. Hence the WEB (no non-ASCII letters) is the compared set."""
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     kjv = load_corpus("kjv", "nt")
     assert "Æneas" in kjv.text("Acts.9.33")

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from harness import naves
-from harness.errors import BadInput
+from corpus import naves
+from corpus.errors import BadInput
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from harness import qrels_build as qb
-from harness.books import NT_BOOKS
+from corpus import qrels_build as qb
+from corpus.books import NT_BOOKS
 from harness.cli import app
-from harness.errors import BadInput
-from harness.paths import REPO
-from harness.qsets import QRELS_DIR, read_qrels, read_queries
+from corpus.errors import BadInput
+from corpus.paths import REPO
+from corpus.qsets import QRELS_DIR, read_qrels, read_queries
 
 THEMATIC_FILES = ["thematic-dev/queries.tsv", "thematic-dev/qrels.trec", "thematic-dev/set.json",
                   "thematic-dev/README.md", "thematic-test/queries.tsv", "thematic-test/qrels.trec",
@@ -93,7 +93,7 @@ def read_queries_text(text: str) -> dict[str, str]:
 
 
 def test_keyword_xlate_is_sound(xlate):
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     files, summary = xlate
     queries = read_queries_text(files["keyword-xlate/queries.tsv"])

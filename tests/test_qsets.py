@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.errors import BadInput
-from harness.qsets import (QuerySet, check_ids, external_set, format_qrels, format_run, read_qrels, read_queries,
+from corpus.errors import BadInput
+from corpus.qsets import (QuerySet, check_ids, external_set, format_qrels, format_run, read_qrels, read_queries,
                            read_run, restrict)
 
 
@@ -98,7 +98,7 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from harness.paths import atomic_write_text
+    from corpus.paths import atomic_write_text
 
     old = os.umask(0o022)
     try:

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from harness.corpus import Corpus
-from harness.errors import BadInput
+from corpus.bible import Corpus
+from corpus.errors import BadInput
 from retrievers import base, ilike
 
 # Queries that must never raise and must give sane answers.

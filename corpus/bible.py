@@ -55,9 +55,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.books import BOOKS, NT_BOOKS, SCOPES, books_for
-from harness.errors import BadInput, at
-from harness.paths import atomic_write_bytes, atomic_write_text, home
+from corpus.books import BOOKS, NT_BOOKS, SCOPES, books_for
+from corpus.errors import BadInput, at
+from corpus.paths import atomic_write_bytes, atomic_write_text, home
 
 TRANSLATIONS = ("web", "kjv", "asv", "ylt", "dar")
 

@@ -34,8 +34,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.books import BOOKS
-from harness.errors import at
+from corpus.books import BOOKS
+from corpus.errors import at
 
 MODULE_DIR = Path("/usr/share/sword/modules/lexdict/zld/nave")
 ONE_CHAPTER_BOOKS = ("Obad", "Phlm", "2John", "3John", "Jude")

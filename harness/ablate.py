@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from harness.errors import BadInput
-from harness.paths import REPO, atomic_write_text
+from corpus.errors import BadInput
+from corpus.paths import REPO, atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.books import scope_of
-from harness.errors import BadInput, at
-from harness.paths import REPO, atomic_write_text
+from corpus.books import scope_of
+from corpus.errors import BadInput, at
+from corpus.paths import REPO, atomic_write_text
 
 QRELS_DIR = REPO / "qrels"
 MAX_REL = 2

@@ -12,10 +12,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from harness.books import NT_BOOKS, scope_of
-from harness.errors import BadInput, at
-from harness.paths import atomic_write_text
-from harness.qsets import QRELS_DIR, format_qrels, format_queries
+from corpus.books import NT_BOOKS, scope_of
+from corpus.errors import BadInput, at
+from corpus.paths import atomic_write_text
+from corpus.qsets import QRELS_DIR, format_qrels, format_queries
 
 BUILDERS = ("thematic", "keyword-xlate")
 
@@ -73,8 +73,8 @@ def query_text(key: str, path) -> str:
 
 def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str, str], dict]:
     """The thematic-dev and thematic-test folders and the topics file, plus a summary."""
-    from harness import naves
-    from harness.corpus import load_corpus
+    from corpus import naves
+    from corpus.bible import load_corpus
 
     web_nt = web_nt if web_nt is not None else load_corpus("web", "nt")
     kjv_ids = frozenset(kjv_ids if kjv_ids is not None else load_corpus("kjv", "all").ids)
@@ -153,7 +153,7 @@ def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str
         files[f"{name}/README.md"] = _thematic_readme(name, summary, qs)
     files[TOPICS_FILE] = _json({
         "rule": f"split_of(key): sha256(head word of the Nave key) % 100 < {DEV_PERCENT} -> dev, else test "
-                "(harness.qrels_build.split_of)",
+                "(corpus.qrels_build.split_of)",
         "dev": sorted({q["key"] for q in chosen["dev"]}),
         "test": sorted({q["key"] for q in chosen["test"]}),
         "queries": {q["qid"]: q["key"] for split in ("dev", "test") for q in chosen[split]},
@@ -177,7 +177,7 @@ def _thematic_readme(name: str, s: dict, qs: list[dict]) -> str:
     return f"""# {name}
 
 Thematic queries generated from **Nave's Topical Bible** (Orville J. Nave, public domain), as packaged by Debian
-(`{s['source'].split('Debian package ')[1]}`, SWORD module `Nave`, read by `harness/naves.py`).
+(`{s['source'].split('Debian package ')[1]}`, SWORD module `Nave`, read by `corpus/naves.py`).
 
 This is the **{split}** split: {s['queries'][split]} queries from {s['topics'][split]} topics, {s['relevant_per_query'][split]} relevant verses per query on average, judged against the World English Bible New
 Testament, corpus `{s['corpus']}` (KJV verse numbering, which Nave uses). Rebuild with
@@ -201,7 +201,7 @@ Testament, corpus `{s['corpus']}` (KJV verse numbering, which Nave uses). Rebuil
 - Split by topic: a topic goes to dev when sha256 of its key's head word (the key up to its first non-alphanumeric
   character) mod 100 is below {DEV_PERCENT}, else to test; so all lines of a topic, and topics sharing a head word
   (FAITH, FAITH IN CHRIST), are on one side. `qrels/{TOPICS_FILE}` lists the topics of each split and the topic of
-  every query; `harness.qrels_build.test_topic_keys()` reads it (train only on topics outside it).
+  every query; `corpus.qrels_build.test_topic_keys()` reads it (train only on topics outside it).
 - Caps, chosen by sha256 of the query id: at most {PER_TOPIC_CAP} queries per topic, then at most {MAX_DEV} dev and
   {MAX_TEST} test queries. {s['eligible_queries']} lines from {s['eligible_topics']} topics were eligible.
 
@@ -285,7 +285,7 @@ def _span(tokens: list[str], rng: random.Random) -> str:
 
 def keyword_xlate_files(*, corpora=None) -> tuple[dict[str, str], dict]:
     """Spans of KJV/ASV/YLT verses as queries for the WEB verse. `corpora`: {name: Corpus} for web and the three."""
-    from harness.corpus import load_corpus
+    from corpus.bible import load_corpus
 
     corpora = corpora or {t: load_corpus(t, "nt") for t in ("web", *XLATE_TRANSLATIONS)}
     web = corpora["web"]
