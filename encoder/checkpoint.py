@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 
 from corpus.errors import BadInput, at
 from corpus.paths import file_sha256
+from encoder import hf
 from encoder import tokenizer as tok
 from encoder.model import Encoder, EncoderConfig
 
@@ -122,9 +123,14 @@ def read_json(path: Path) -> dict:
 
 
 def read_config(folder) -> dict:
+    """config.json of a checkpoint; for a Hugging Face BERT folder, the same shape made from its config."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise at(folder, None, "no such checkpoint folder")
+        raise at(folder, None, "no such checkpoint folder" if not folder.exists() else
+                 "is a file; a checkpoint is a folder with config.json and model.safetensors")
+    if hf.is_hf_folder(folder):
+        raw = json.loads((folder / "config.json").read_text("utf-8"))
+        return {"format": FORMAT, "model": asdict(hf.model_config(raw, folder / "config.json")), "hf_config": raw}
     for name in REQUIRED:
         if not (folder / name).is_file():
             raise at(folder / name, None, "missing from the checkpoint folder")
@@ -141,6 +147,13 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
     present with the shape the config implies, tokenizer vocabulary == config vocab_size. Returns an eval() model."""
     folder = Path(folder)
     recover(folder)
+    if hf.is_hf_folder(folder):
+        mcfg, weights, tk, raw = hf.load(folder)
+        model = Encoder(mcfg)
+        model.load_state_dict(weights)
+        model.to(device).eval()
+        return Checkpoint(folder, model, tk, {"format": FORMAT, "model": asdict(mcfg), "hf_config": raw},
+                          {"imported_from": "huggingface", "path": str(folder)})
     cfg = read_config(folder)
     try:
         mcfg = EncoderConfig.from_dict(cfg["model"])
@@ -182,7 +195,11 @@ def sha256(folder) -> str:
     folder = Path(folder)
     cfg = read_config(folder)
     h = hashlib.sha256(json.dumps(cfg["model"], sort_keys=True).encode())
-    for name in ("model.safetensors", "tokenizer.json"):
+    names = ("model.safetensors", "tokenizer.json")
+    if hf.is_hf_folder(folder):  # whichever weights and vocabulary files the folder has
+        names = [n for n in ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
+                 if (folder / n).is_file()]
+    for name in names:
         h.update(file_sha256(folder / name).encode())
     return h.hexdigest()
 

@@ -32,6 +32,8 @@ class EncoderConfig:
     act: str = "gelu"
     pos: str = "learned"         # BERT's; "sinusoidal" is the fixed table of Vaswani et al.
     pad_id: int = 0
+    type_vocab: int = 0         # BERT's token-type table (2 rows); we only ever use type 0; 0 = no table
+    ln_eps: float = 1e-5        # LayerNorm epsilon; imported BERT weights were trained with 1e-12
 
     def __post_init__(self):
         problems = []
@@ -41,6 +43,10 @@ class EncoderConfig:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
         if not problems and self.d_model % self.n_head:
             problems.append(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        if not isinstance(self.type_vocab, int) or isinstance(self.type_vocab, bool) or self.type_vocab < 0:
+            problems.append(f"type_vocab must be a non-negative integer, got {self.type_vocab!r}")
+        if not (isinstance(self.ln_eps, (int, float)) and 0.0 < self.ln_eps < 1.0):
+            problems.append(f"ln_eps must be in (0, 1), got {self.ln_eps!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         for name, allowed in (("norm", NORMS), ("act", ACTS), ("pos", POSITIONS)):
@@ -130,9 +136,9 @@ class Block(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.pre = cfg.norm == "pre"
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.attn = SelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.ff = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -155,15 +161,17 @@ class Encoder(nn.Module):
             self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
         else:  # not persistent: rebuilt from the config, so it is not in the checkpoint
             self.register_buffer("pos_table", sinusoidal_positions(cfg.max_len, cfg.d_model), persistent=False)
+        # BERT adds a segment embedding; every text here is one segment, so only row 0 is ever added.
+        self.type_emb = nn.Embedding(cfg.type_vocab, cfg.d_model) if cfg.type_vocab else None
         # Post-LN normalises the embeddings (as BERT does); pre-LN normalises at the end instead.
-        self.ln_emb = nn.LayerNorm(cfg.d_model) if cfg.norm == "post" else None
+        self.ln_emb = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps) if cfg.norm == "post" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else None
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps) if cfg.norm == "pre" else None
         # MLM head: dense + act + LN, then a decoder whose weight IS the token embedding (tied) plus its own bias.
         self.head_dense = nn.Linear(cfg.d_model, cfg.d_model)
         self.head_act = nn.GELU() if cfg.act == "gelu" else nn.ReLU()
-        self.head_ln = nn.LayerNorm(cfg.d_model)
+        self.head_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.decoder_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         self.apply(self._init)
 
@@ -183,6 +191,8 @@ class Encoder(nn.Module):
             x = self.tok_emb(input_ids) + self.pos_emb.weight[:T]                   # [B, T, D] + [T, D]
         else:  # Vaswani et al. scale tokens by sqrt(D): unscaled, the fixed table (rms 0.7) drowns them (rms 0.02)
             x = self.tok_emb(input_ids) * math.sqrt(self.cfg.d_model) + self.pos_table[:T]
+        if self.type_emb is not None:
+            x = x + self.type_emb.weight[0]                                          # [B, T, D] + [D]
         if self.ln_emb is not None:
             x = self.ln_emb(x)
         x = self.drop(x)
