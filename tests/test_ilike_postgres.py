@@ -85,6 +85,23 @@ def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(pg_dsn, nt_corpus):
     again.close()
 
 
+def test_pg_trgm_index_exists_is_used_and_changes_no_answer(pg_dsn, nt_corpus):
+    indexed = base.make("ilike", nt_corpus, dsn=pg_dsn)
+    plain = base.make("ilike", nt_corpus, dsn=pg_dsn, index=False)
+    queries = {f"q{i:02d}": q for i, q in enumerate(QUERIES)}
+    a, b = indexed.search(queries, 100), plain.search(queries, 100)
+    assert all(list(a[q].items()) == list(b[q].items()) for q in queries)
+    table = indexed._table.strip('"')
+    names = [r[0] for r in indexed._conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [table])]
+    assert f"{table}_trgm" in names
+    indexed._conn.execute("SET enable_seqscan = off")  # the planner may prefer a scan on 7,950 rows; can it use it?
+    plan = "\n".join(r[0] for r in indexed._conn.execute(
+        f"EXPLAIN SELECT pos FROM {indexed._table} WHERE text ILIKE %s", ["%shepherd%"]))
+    assert f"{table}_trgm" in plan
+    indexed.close()
+    plain.close()
+
+
 def test_unicode_case_folding_is_where_the_backends_differ(pg_dsn):
     """KJV spells Aeneas with a capital Æ. PostgreSQL's ILIKE folds it (UTF-8 database, C.UTF-8 locale); SQLite's LIKE
     folds ASCII only, so "æneas" finds nothing there. Hence the WEB (no non-ASCII letters) is the compared set."""

@@ -54,7 +54,7 @@ def test_registry_names_and_unknown_name():
 
 
 def test_unknown_and_bad_options_are_rejected(nt_corpus):
-    with pytest.raises(BadInput, match="ilike: unknown option.*k1.*ilike takes: backend, dsn, max_words"):
+    with pytest.raises(BadInput, match="ilike: unknown option.*k1.*ilike takes: backend, dsn, index, max_words"):
         base.make("ilike", nt_corpus, k1=0.9)
     with pytest.raises(BadInput, match="max_words='many' is not a valid int"):
         base.make("ilike", nt_corpus, max_words="many")
@@ -67,7 +67,7 @@ def test_unknown_and_bad_options_are_rejected(nt_corpus):
     with pytest.raises(BadInput, match="bm25: unknown option.*fb_terms"):
         base.make("bm25", nt_corpus, fb_terms=5)  # an RM3 option: only bm25-rm3 takes it
     r = base.make("ilike", nt_corpus, max_words="7")  # strings from a CLI are converted
-    assert base.config_dict(r) == {"name": "ilike", "backend": "sqlite", "dsn": None, "max_words": 7}
+    assert base.config_dict(r) == {"name": "ilike", "backend": "sqlite", "dsn": None, "max_words": 7, "index": True}
     with pytest.raises(BadInput, match="k must be a positive integer"):
         r.search({"q": "love"}, 0)
 
@@ -171,6 +171,48 @@ def test_ilike_bad_queries_and_word_cap(nt_corpus):
     beyond = " ".join(f"w{i}" for i in range(40)) + " love"  # "love" is the 41st: cut off
     assert r.search({"q": beyond}, 5)["q"] == {}
     assert r.search({"q": "x" * 100_000}, 5)["q"] == {}  # longer than any word: dropped, not a SQLite error
+
+
+def _same_as_the_scan(corpus, queries: dict, k: int = 100) -> int:
+    """Indexed and plain-scan ILIKE give the same verses, order and scores; returns how many hits were compared."""
+    indexed, plain = base.make("ilike", corpus), base.make("ilike", corpus, index=False)
+    a, b = indexed.search(queries, k), plain.search(queries, k)
+    for qid, q in queries.items():
+        assert list(a[qid].items()) == list(b[qid].items()), q[:60]
+    return sum(map(len, a.values()))
+
+
+def test_trigram_index_ranks_like_the_scan_on_hard_queries(nt_corpus):
+    queries = {**BAD_QUERIES, "grace": GRACE, "short": "a of in to be is I", "mixed": "love of God in Christ",
+               "under": "a_b _ love_", "digits": "100 12 7"}
+    assert _same_as_the_scan(nt_corpus, queries) > 300
+    assert base.make("ilike", nt_corpus)._match == "verses_trigram"  # the index is really used on the WEB
+
+
+def test_trigram_index_ranks_like_the_scan_on_the_kjv():
+    from corpus.bible import load_corpus
+
+    kjv = load_corpus("kjv", "nt")
+    # "Æneas": SQLite's LIKE folds ASCII only, FTS5 folds Unicode; non-ASCII words must take the scan.
+    assert _same_as_the_scan(kjv, {"ae": "Æneas", "lower": "æneas", "caesar": "Cæsar", "q": "unto them"}) > 100
+
+
+def test_a_letter_that_folds_to_ascii_turns_the_match_path_off(nt_corpus):
+    c = sub_corpus(nt_corpus, "John.3.16", 20)
+    texts = list(c.texts)
+    texts[3] = texts[3].replace("k", "\u212a")  # KELVIN SIGN: Unicode folds it to "k", LIKE does not
+    odd = Corpus(translation="web", scope="nt", ids=c.ids, texts=tuple(texts), manifest={"id": "test-kelvin"})
+    assert base.make("ilike", odd)._match is None
+    assert _same_as_the_scan(odd, {"q": "kingdom know light"}) > 3
+
+
+@pytest.mark.slow
+def test_trigram_index_ranks_like_the_scan_on_every_committed_set(nt_corpus):
+    from corpus.qsets import load_set, set_names
+
+    for name in set_names():
+        queries = load_set(name, "nt").queries
+        assert _same_as_the_scan(nt_corpus, queries) > 10 * len(queries), name
 
 
 # ---- bm25 / bm25-rm3 ----------------------------------------------------------------------------------------------
