@@ -105,3 +105,30 @@ def test_min_max_floor_does_not_sink_a_returned_verse_below_unreturned_ones():
     fused = H.fuse(sparse, dense, cfg, 10)["q"]
     assert list(fused)[:3] == ["s1", "s2", "s3"]
     assert len(set(fused.values())) == len(fused)  # strict, so every evaluator agrees
+
+
+@pytest.mark.slow
+def test_numpy_wsum_equals_ranx_fuse_on_real_runs(nt_corpus):
+    """The numpy path against ranx.fuse itself, on real BM25 and encoder runs (177 queries, depth 100), for the
+    tuned weights, the default and a lopsided pair: fused scores to 1e-9, and the same final rankings."""
+    from corpus.qsets import load_set
+    from retrievers.base import make
+
+    queries = {f"{n}/{q}": t for n in ("keyword", "thematic-curated", "distractor")
+               for q, t in load_set(n, "nt").queries.items()}
+    sparse, dense = make("bm25", nt_corpus).search(queries, 100), make("encoder", nt_corpus).search(queries, 100)
+    queries["nothing"], sparse["nothing"], dense["nothing"] = "zzqx", {}, {}
+    sparse["dense-only"], dense["dense-only"] = {}, dense[next(iter(dense))]
+    qids = [q for q in sparse if sparse[q] or dense.get(q)]
+    compared = 0
+    for weights in ([1.0, 0.0], [0.5, 0.5], [0.3, 0.7]):
+        cfg = H.HybridConfig(fusion="wsum", norm="min-max", params={"weights": weights})
+        want = H.ranx_fuse(sparse, dense, cfg, qids)
+        for q in qids:
+            got = H.wsum_min_max(sparse[q], dense[q], weights)
+            expect = {d: v for d, v in want[q].items() if d != H.NOTHING}
+            assert got.keys() == expect.keys(), q
+            assert max(abs(got[d] - v) for d, v in expect.items()) <= 1e-9, q
+            compared += len(got)
+        assert H.fuse(sparse, dense, cfg, 100) == H.rank_fused(sparse, dense, want, cfg, 100)
+    assert compared > 30_000
