@@ -6,6 +6,7 @@ from pathlib import Path
 
 from corpus.errors import BadInput
 from harness.metrics import paired_p
+from harness.plots import bars
 from corpus.paths import REPO, atomic_write_bytes, atomic_write_text
 from harness.report import load_report, require_same_basis, set_table_rows
 
@@ -71,6 +72,7 @@ def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict
                  "reports": dict(zip(labels, [str(p) for p, _ in reports])), "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "results": results,
         "significance": significance,
+        "per_query": per_query,  # the bars' confidence intervals and the DataFrames (`--csv`) read these
     }
 
 
@@ -90,29 +92,10 @@ def to_markdown(table: dict) -> str:
 
 
 def chart(table: dict, set_name: str, metric: str) -> bytes:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = table["results"][set_name]
     names = [n for n in rows if metric in rows[n]]
-    vals = [rows[n][metric] for n in names]
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names) + 1.5), 3.2), dpi=110)
-    bars = ax.bar(range(len(names)), vals, color="#4C72B0")
-    ax.bar_label(bars, labels=[f"{v:.3f}" for v in vals], fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(metric)
-    ax.set_ylim(0, max(vals + [0.01]) * 1.18)
-    ax.set_title(f"{set_name}: {metric}", fontsize=10)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    per_query = [table.get("per_query", {}).get(set_name, {}).get(n, {}).get(metric) for n in names]
+    return bars(names, [rows[n][metric] for n in names], per_query, f"{set_name}: {metric}", metric)
 
 
 def default_out() -> Path:
