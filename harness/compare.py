@@ -8,7 +8,7 @@ from corpus.errors import BadInput
 from harness.metrics import paired_p
 from harness.plots import bars
 from corpus.paths import REPO, atomic_write_bytes, atomic_write_text
-from harness.report import load_report, require_same_basis, set_table_rows
+from harness.report import load_report, rel_path, require_same_basis, set_table_rows
 
 
 def load(path) -> dict:
@@ -30,6 +30,9 @@ def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict
     first_path, first = reports[0]
     for path, rep in reports[1:]:
         require_same_basis(first, rep, str(first_path), str(path))
+        if not set(first["results"]) & set(rep["results"]):
+            raise BadInput(f"{path}: no query set in common with {first_path} ({', '.join(rep['results']) or 'none'} "
+                           f"against {', '.join(first['results']) or 'none'}); nothing to compare")
     labels = [label_of(p) for p, _ in reports]
     if len(set(labels)) < len(labels):  # two files with the same name: fall back to their position
         labels = [f"{i + 1}:{lab}" for i, lab in enumerate(labels)]
@@ -69,7 +72,7 @@ def combine(reports: list[tuple[str, dict]], only: tuple[str, ...] = ()) -> dict
         significance[s] = sig
     return {
         "meta": {"corpus": first["meta"]["corpus"], "sets": sets_meta,
-                 "reports": dict(zip(labels, [str(p) for p, _ in reports])), "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                 "reports": dict(zip(labels, [rel_path(p) for p, _ in reports])), "stat_test": stat_test, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "results": results,
         "significance": significance,
         "per_query": per_query,  # the bars' confidence intervals and the DataFrames (`--csv`) read these

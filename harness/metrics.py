@@ -7,20 +7,24 @@ use the same shape: `distractor@10` is the fraction of the top 10 that are known
 
 import os
 import warnings
-
-from corpus.paths import home
+from pathlib import Path
 
 METRICS = ("ndcg@10", "precision@10", "recall@10", "recall@100", "mrr@10")
 DISTRACTOR_METRICS = ("distractor@10", "win_rate")
 LOWER_IS_BETTER = frozenset({"distractor@10"})
 
 
-def _ranx():
-    # ranx compiles with numba on first use; a cache dir under versebench's home makes that once per machine.
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(home() / "numba"))
+def configure(cache_root: Path) -> None:
+    """Process state for ranx, set once at the edge (the CLI's main, the test suite's conftest), never per call:
+    numba's compile cache under versebench's cache root (ranx compiles on first use, tens of seconds: once per
+    machine this way) and silence for ranx's and numba's warnings. Must run before ranx is first imported."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cache_root) / "numba"))
     warnings.filterwarnings("ignore", module="ranx")
     warnings.filterwarnings("ignore", message=".*unsafe cast.*")
-    import ranx
+
+
+def _ranx():
+    import ranx  # here, not at the top: importing ranx starts numba (seconds), too slow for `bench --help`
 
     return ranx
 
@@ -81,9 +85,8 @@ def paired_p(per_query_a: dict, per_query_b: dict, stat_test: str = "student") -
     The gate compares a candidate's per-query values with the baseline's stored ones, so it calls ranx's tests
     on the arrays rather than on runs.
     """
+    # here, not at the top: numpy and ranx (numba) cost seconds of start-up that `bench --help` should not pay
     import numpy as np
-
-    _ranx()
     from ranx.statistical_tests import fisher_randomization_test, paired_student_t_test
 
     qids = sorted(set(per_query_a) & set(per_query_b))

@@ -17,14 +17,45 @@ SIG_P = 0.05
 SUPERSCRIPT = dict(zip("abcdefghijklmnopqrstuvwxyz", "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖqʳˢᵗᵘᵛʷˣʸᶻ"))
 
 
-def git_commit() -> dict:
+def git_commit(repo: Path = REPO) -> dict:
+    """{"commit", "dirty"} of the work tree (dirty: a tracked file differs from HEAD). When git cannot tell, commit
+    and dirty are None and "why" says what stopped it."""
     def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
 
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    try:
+        head = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no") if head.returncode == 0 else None
+    except FileNotFoundError:
+        return {"commit": None, "dirty": None, "why": "git is not on PATH"}
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"commit": None, "dirty": None, "why": f"git did not answer ({type(e).__name__})"}
+    if status is None or status.returncode != 0:
+        said = ((status or head).stderr.strip().splitlines() or ["git failed"])[0]
+        return {"commit": None, "dirty": None, "why": f"{rel_path(repo)}: {said}"}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def rel_path(path) -> str:
+    """A path as a report records it: relative to the repository; outside it, only its name (a report is committed
+    and shared, and the machine's folders are nobody else's business)."""
+    p = Path(os.path.abspath(path))
+    try:
+        rel = p.relative_to(REPO)
+    except ValueError:
+        return f"(outside the repository)/{p.name}"
+    return rel.as_posix() or "."
+
+
+def clean_paths(obj):
+    """`obj` with every Path and every absolute path string made repository-relative (`rel_path`)."""
+    if isinstance(obj, dict):
+        return {k: clean_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(clean_paths(v) for v in obj)
+    if isinstance(obj, Path) or (isinstance(obj, str) and os.path.isabs(obj)):
+        return rel_path(obj)
+    return obj
 
 
 def machine() -> dict:
@@ -35,7 +66,7 @@ def machine() -> dict:
 
 
 def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
-    run_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    run_cfg = clean_paths(asdict(cfg))
     return {
         "meta": {
             "versebench": __version__,
@@ -45,7 +76,7 @@ def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
             "corpus": {"id": corpus.corpus_id, "translation": corpus.translation, "scope": corpus.scope,
                        "verses": len(corpus)},
             "run": run_cfg,
-            "retrievers": configs,
+            "retrievers": clean_paths(configs),
             "checkpoint_sha256": {n: c.get("checkpoint_sha256") for n, c in configs.items()
                                   if c.get("checkpoint_sha256")},
             "sets": {s.name: {"version": s.version, "queries": len(s.queries), "split": s.meta.get("split"),
@@ -61,6 +92,8 @@ def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
 def load_report(path) -> dict:
     path = Path(path)
     if path.is_dir():
+        if not (path / "report.json").is_file():
+            raise at(path, None, "is a folder without a report.json; give a report file or a run folder")
         path = path / "report.json"
     try:
         rep = json.loads(path.read_text("utf-8"))
@@ -119,7 +152,9 @@ def to_markdown(report: dict, title: str = "versebench run") -> str:
     meta = report["meta"]
     lines = [f"# {title}", "",
              f"Corpus `{meta['corpus']['id']}` ({meta['corpus']['verses']} verses), k={meta['run']['k']}, "
-             f"versebench {meta['versebench']} at `{(meta['git']['commit'] or 'unknown')[:10]}`"
+             f"versebench {meta['versebench']} at "
+             f"{'`' + meta['git']['commit'][:10] + '`' if meta['git']['commit'] else 'an unknown commit'}"
+             f"{' (' + meta['git']['why'] + ')' if meta['git'].get('why') else ''}"
              f"{' (dirty)' if meta['git']['dirty'] else ''}, {meta['date']}.", "",
              f"Superscript letters: the row is better than those rows with p < {SIG_P} "
              f"(ranx paired {meta['run']['stat_test']} test). Bold: best in column.", ""]

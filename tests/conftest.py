@@ -2,6 +2,14 @@
 
 import pytest
 
+from corpus.paths import home
+from harness import interrupts, metrics
+
+# Process state the CLI sets at its edge (harness.cli.main), set once here for tests that call the library in process:
+# ranx's numba cache and warning filters, and a JVM kept off SIGINT/SIGTERM.
+metrics.configure(home())
+interrupts.keep_jvm_off_signals()
+
 
 @pytest.fixture(scope="session")
 def nt_corpus():
