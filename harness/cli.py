@@ -192,6 +192,16 @@ def _expand_retrievers(chosen: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _write_frames(report: dict, folder: str | None) -> str:
+    """`--csv DIR`: the report's DataFrames; returns what to add to the closing line."""
+    if not folder:
+        return ""
+    from harness import frames
+
+    written = frames.write(report, folder)
+    return f"; DataFrames in {folder} ({', '.join(p.name for p in written)})"
+
+
 @app.command()
 def run(
     retriever: list[str] = typer.Option(["bm25"], "--retriever", "-r", help="Retriever name (repeatable), or 'all'."),
@@ -209,6 +219,7 @@ def run(
     stat_test: str = typer.Option("student", "--stat-test", help="ranx paired test: student | fisher."),
     out: str = typer.Option(None, "--out", help="Folder under which the run folder is written."),
     as_json: bool = typer.Option(False, "--json", help="Print the report JSON to stdout."),
+    csv: str = typer.Option(None, "--csv", help="Also write the results as DataFrames (CSV, Parquet) to this folder."),
 ):
     """Run retrievers over query sets, evaluate with ranx, write runs and reports under reports/runs/."""
     from rich.console import Console
@@ -239,11 +250,12 @@ def run(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True, disable=as_json) as progress:
         report, folder = run_benchmark(cfg, external=ext, progress=progress)
+    frames_written = _write_frames(report, csv)
     if as_json:
         emit_json(report)
         return
     R.print_tables(report, Console())
-    Console().print(f"runs and report written to {folder}")
+    Console().print(f"runs and report written to {folder}" + frames_written)
 
 
 @app.command()
@@ -635,9 +647,12 @@ def gate(
     verdict_path: str = typer.Option(None, "--verdict", help="Where to write the verdict JSON."),
     update_baseline: bool = typer.Option(False, "--update-baseline",
                                          help="Rewrite the baseline from this candidate if it passes."),
+    summary: str = typer.Option(None, "--summary", help="Also write the verdict as Markdown here (for a CI job "
+                                                        "summary, e.g. $GITHUB_STEP_SUMMARY)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict JSON to stdout."),
 ):
-    """Refuse an encoder checkpoint that is significantly worse than the committed baseline (exit 1)."""
+    """Refuse an encoder checkpoint that is significantly worse than the committed baseline (exit 1); on failure,
+    show the five queries that fell most on each failing metric."""
     import time
     from pathlib import Path
 
@@ -645,7 +660,9 @@ def gate(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from corpus.paths import atomic_write_text
     from harness import gate as G
+    from harness import worst as W
 
     t0 = time.perf_counter()
     if not 0 < alpha < 1:
@@ -674,12 +691,15 @@ def gate(
     G.check_basis(report, base, base_path)
     rows = G.compare(report, base, tolerance, alpha, stat_test)
     failed = tuple(f"{r.set}/{r.retriever}/{r.metric}" for r in rows if r.status == "worse")
+    worst = W.for_gate(report, folder, base, failed, n=5)
     verdict = G.Verdict(passed=not failed, candidate=str(checkpoint), candidate_sha256=cand_sha,
                         baseline=str(base_path), baseline_sha256=base["meta"]["gate"]["checkpoint_sha256"] or "",
                         tolerance=tolerance, alpha=alpha, stat_test=stat_test, rows=tuple(rows), failed=failed,
                         date=report["meta"]["date"], seconds=round(time.perf_counter() - t0, 1),
-                        meta={"run_folder": str(folder), "corpus": report["meta"]["corpus"]["id"]})
+                        meta={"run_folder": str(folder), "corpus": report["meta"]["corpus"]["id"]}, worst=worst)
     G.write_json(Path(verdict_path) if verdict_path else folder / "verdict.json", verdict.to_dict())
+    if summary:
+        atomic_write_text(summary, W.gate_summary(verdict.to_dict()))
     if as_json:
         emit_json(verdict.to_dict())
     else:
@@ -693,6 +713,7 @@ def gate(
                           f"{r.delta:+.4f}", f"{r.p_value:.3g}", f"[{style[r.status]}]{r.status}[/]" if style[r.status]
                           else r.status)
         Console().print(table)
+        W.print_views(list(worst.values()), Console())
         Console().print(f"verdict: {'PASS' if verdict.passed else 'FAIL'} in {verdict.seconds:.1f} s "
                         f"(written to {Path(verdict_path) if verdict_path else folder / 'verdict.json'})")
     if failed:
@@ -709,24 +730,36 @@ def compare(
     out: str = typer.Option(None, "--out", help="Folder for compare.md and the PNG charts."),
     metric: str = typer.Option("ndcg@10", "--metric", help="Metric the charts show."),
     retriever: list[str] = typer.Option([], "--retriever", "-r", help="Only these retrievers (repeatable)."),
+    worst: int = typer.Option(None, "--worst", help="List the N queries that fell most from A to B on --metric "
+                                                    "(two reports, or one report and two -r)."),
+    csv: str = typer.Option(None, "--csv", help="Also write the comparison as DataFrames (CSV, Parquet) here."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """One table across saved reports, with significance markers, and a PNG bar chart per set."""
+    """One table across saved reports, with significance markers, a PNG bar chart per set (95% bootstrap intervals)
+    and, where the reports pair up as A and B, a per-query scatter PNG."""
     from pathlib import Path
 
     from rich.console import Console
 
     from harness import compare as C
+    from harness import worst as W
     from harness.report import print_tables
 
-    table = C.combine([(p, C.load(p)) for p in reports], only=tuple(retriever))
+    if worst is not None and worst < 1:
+        raise BadInput(f"--worst must be at least 1, got {worst}")
+    loaded = [(p, C.load(p)) for p in reports]
+    table = C.combine(loaded, only=tuple(retriever))
     folder = Path(out) if out else C.default_out()
     written = C.write(table, folder, metric)
+    views, more = W.for_compare(loaded, tuple(retriever), metric, worst, folder)
+    written += more
+    frames_written = _write_frames(table, csv)
     if as_json:
-        emit_json(table)
+        emit_json({**table, "worst": views} if worst else table)
         return
     print_tables(table, Console())
-    Console().print(f"wrote {', '.join(str(p) for p in written)}")
+    W.print_views(views, Console())
+    Console().print(f"wrote {', '.join(str(p) for p in written)}" + frames_written)
 
 
 @app.command()

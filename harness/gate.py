@@ -46,6 +46,7 @@ class Verdict:
     date: str = ""
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
+    worst: dict = field(default_factory=dict)  # failing "set/retriever/metric" -> its queries that fell most
 
     def to_dict(self) -> dict:
         return asdict(self)
