@@ -212,7 +212,7 @@ def to_markdown(vs: list[dict], level: int = 1) -> str:
         for i, q in enumerate(v["worst"], 1):
             lines += [f"{h}## {i}. {q['qid']} {q['query']!r}: {q['a']:.3f} → {q['b']:.3f} (−{q['drop']:.3f})", ""]
             if q["relevant"]:
-                lines += [f"{RELEVANT.capitalize()}: {_relevant_line(q, None)}", ""]
+                lines += [f"{RELEVANT[0].upper()}{RELEVANT[1:]}: {_relevant_line(q, None)}", ""]
             lines += ["| rank | A | B |", "|---|---|---|"]
             for r, (ha, hb) in enumerate(zip(_pad(q["top_a"]), _pad(q["top_b"])), 1):
                 lines.append(f"| {r} | {_hit(ha, 160)} | {_hit(hb, 160)} |".replace("\n", " "))

@@ -72,7 +72,9 @@ def test_bench_compare_worst(folders, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     view = json.loads((tmp_path / "worst.json").read_text())[0]
     assert view["a"].startswith("bm25") and len(view["worst"]) == 2
-    assert view["worst"][0]["query"] in p.stdout and "What got worse" in (tmp_path / "worst.md").read_text()
+    md = (tmp_path / "worst.md").read_text()
+    assert view["worst"][0]["query"] in p.stdout and "What got worse" in md
+    assert "Relevant (rank under A, B;" in md  # was lower-cased to "a, b" by str.capitalize
     assert (tmp_path / "scatter-distractor-bm25-vs-ilike.png").read_bytes()[:4] == b"\x89PNG"
 
 
