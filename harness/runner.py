@@ -1,22 +1,32 @@
 """`bench run`: corpus -> retrievers -> query sets -> TREC runs -> ranx evaluation -> report files.
 
 Everything a run produces goes to one folder, `reports/runs/<UTC timestamp>/`, assembled in a hidden temp folder
-and renamed into place at the end, so an interrupted or failed run never leaves a half-written report.
+and renamed into place at the end, so an interrupted or failed run never leaves a half-written report. The temp
+folder carries the process id (swept on a later start once that process is gone) and the final name is claimed
+by the rename itself, so two runs started in the same second with the same output root get two folders.
 """
 
+import contextlib
+import errno
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import metrics as M
-from corpus.errors import BadInput
+from corpus.bible import load_corpus
+from corpus.books import SCOPES
+from corpus.errors import BadInput, at
 from corpus.paths import REPO, atomic_write_text
-from corpus.qsets import QuerySet, format_run, load_set, read_set, set_names
+from corpus.qsets import QuerySet, external_set, format_run, load_set, read_set, set_names
+from harness import interrupts
+from harness import metrics as M
+from harness import report as R
 
 MAX_K = 1000
+STAT_TESTS = ("student", "fisher")
+RUNS = REPO / "reports" / "runs"
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,7 @@ class RunConfig:
     translation: str = "web"
     k: int = 100
     stat_test: str = "student"
-    out_root: Path = REPO / "reports" / "runs"
+    out_root: Path = RUNS
     options: dict = field(default_factory=dict)  # {retriever: {option: value}}: dsn, checkpoint, dense, ...
 
 
@@ -37,15 +47,38 @@ def strict_order(run: dict, position: dict) -> dict:
     Evaluators break ties their own way (ranx by internal order, trec_eval by docid), so a tie would make the same run
     score differently in different tools. Applied to every retriever's output, whatever it did itself.
     """
-    from retrievers.base import strictly_decreasing
+    from retrievers.base import strictly_decreasing  # here, not at the top: numpy's start-up (`bench --help`)
 
     return {qid: strictly_decreasing(sorted(docs.items(), key=lambda kv: (-kv[1], position.get(kv[0], math.inf),
                                                                           kv[0])))
             for qid, docs in run.items()}
 
 
+def check(cfg: RunConfig) -> None:
+    if cfg.scope not in SCOPES:
+        raise BadInput(f"--scope must be one of {', '.join(SCOPES)}, got {cfg.scope!r}")
+    if cfg.stat_test not in STAT_TESTS:
+        raise BadInput(f"--stat-test must be one of {', '.join(STAT_TESTS)}, got {cfg.stat_test!r}")
+    if not 1 <= cfg.k <= MAX_K:
+        raise BadInput(f"--k must be between 1 and {MAX_K}, got {cfg.k}")
+
+
+def external(queries, qrels, distractors=None) -> QuerySet | None:
+    """The set given as files (`--queries`, `--qrels`, optional `--distractors`), or None when none is given."""
+    if (queries is None) != (qrels is None):
+        raise BadInput("--queries and --qrels go together")
+    if queries is None:
+        return None
+    for path in (queries, qrels, distractors):
+        if path is not None and Path(path).is_dir():
+            raise at(path, None, "is a folder; give the file")
+    return external_set(queries, qrels, distractors)
+
+
 def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[QuerySet]:
     if external is not None:
+        if external.name in set_names():  # a file called keyword.tsv is not the committed keyword set
+            external = replace(external, name=f"{external.name}-external")
         return [external] + [load_set(n, scope) for n in names]
     # By default every set meant for reporting; dev splits are for tuning and are run only when named.
     chosen = list(names) or [n for n in set_names() if read_set(n).meta.get("split") != "dev"]
@@ -71,12 +104,9 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
 
 def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=None) -> tuple[dict, Path]:
     """Runs every retriever over every set; returns (report, folder written)."""
-    from harness import report as R
-    from corpus.bible import load_corpus
-    from retrievers.base import config_dict, make
+    from retrievers.base import config_dict, make, run_key  # here, not at the top: numpy's start-up, not for `bench --help`
 
-    if not 1 <= cfg.k <= MAX_K:
-        raise BadInput(f"--k must be between 1 and {MAX_K}, got {cfg.k}")
+    check(cfg)
     corpus = load_corpus(cfg.translation, cfg.scope)
     sets = resolve_sets(cfg.sets, cfg.scope, external)
     if not sets:
@@ -87,16 +117,15 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
             raise BadInput(f"{external.meta['qrels_file']}: {len(unknown)} judged docids are not verses of corpus "
                            f"{corpus.corpus_id} (first: {unknown[0]!r})")
 
+    root = Path(cfg.out_root)
+    interrupts.sweep_stale(root)
+    made = [p for p in (root, *root.parents) if not p.exists()]  # removed again if the run does not complete
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(cfg.out_root) / stamp
-    n = 1
-    while out.exists():
-        n += 1
-        out = Path(cfg.out_root) / f"{stamp}-{n}"
-    tmp = out.parent / f".tmp-{out.name}"
+    tmp = root / interrupts.temp_name(stamp)
     tmp.mkdir(parents=True, exist_ok=False)
     try:
         timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
+        held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
         for rname in cfg.retrievers:
             t0 = time.perf_counter()
             retriever = make(rname, corpus, **cfg.options.get(rname, {}))
@@ -106,7 +135,11 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
             for qs in sets:
                 task = progress.add_task(f"{rname} on {qs.name}", total=None) if progress else None
                 t0 = time.perf_counter()
-                run = strict_order(retriever.search(qs.queries, cfg.k), corpus.position)
+                fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
+                raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries,
+                                                                                                           cfg.k)
+                held[qs.name][run_key(rname, retriever.options, cfg.k)] = raw
+                run = strict_order(raw, corpus.position)
                 dt = time.perf_counter() - t0
                 if progress:
                     progress.remove_task(task)
@@ -120,8 +153,27 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
             for key in ("results", "per_query", "significance"):
                 report[key][qs.name] = ev[key]
         R.write_report(report, tmp)
-        tmp.rename(out)
+        out = claim(tmp, root, stamp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:  # deepest first; a folder someone else has since put something in stays
+            with contextlib.suppress(OSError):
+                p.rmdir()
         raise
     return report, out
+
+
+def claim(tmp: Path, root: Path, stamp: str) -> Path:
+    """Rename the finished temp folder to `root/<stamp>`, or `<stamp>-2`, ... if another run took that name first.
+    The rename itself claims the name (a folder with files in it is never replaced), so there is no race."""
+    for n in range(1, 10_000):
+        out = root / (stamp if n == 1 else f"{stamp}-{n}")
+        if out.exists():
+            continue
+        try:
+            tmp.rename(out)
+            return out
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    raise BadInput(f"{root}: no free run folder name for {stamp}")

@@ -3,15 +3,19 @@ fails with exit 1 naming what fell, a baseline from another corpus is refused wi
 
 import json
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from corpus.errors import BadInput
 from harness import gate as G
 from corpus.paths import REPO
 from retrievers.encoder import DEFAULT_CHECKPOINT
 from tests.test_cli import assert_one_line_error, bench
+from tests.test_reports_clean import git_repo
 
 BASELINE = REPO / "reports" / "baseline.json"
 
@@ -36,13 +40,21 @@ def damaged_copy(tmp_path, how: str):
     return dst
 
 
+def runs_in_repo() -> set:
+    runs = REPO / "reports" / "runs"
+    return set(runs.iterdir()) if runs.is_dir() else set()
+
+
 @pytest.mark.slow
 def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(tmp_path):
     verdict_path = tmp_path / "verdict.json"
-    p = bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--verdict", str(verdict_path))
-    assert p.returncode == 0, p.stderr[-2000:]
-    v = G.Verdict.from_dict(json.loads(verdict_path.read_text()))
-    assert v.passed and not v.failed
+    before = runs_in_repo()
+    v = G.run(DEFAULT_CHECKPOINT, verdict_path=verdict_path)  # in process: the gate is a library function
+    assert runs_in_repo() == before  # with --verdict elsewhere, the run folder goes there too, not into reports/runs
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [Path(v.meta["run_folder"]).name]
+    assert G.Verdict.from_dict(json.loads(verdict_path.read_text())) == v
+    assert v.passed and not v.failed and v.baseline == "reports/baseline.json"  # the repository's, whatever the CWD
+    assert v.candidate == "models/versebench-small"
     assert {r.set for r in v.rows} == set(G.GATE_SETS)
     assert all(r.delta == 0.0 and r.status == "unchanged" for r in v.rows)
     # round trip: what was written reads back to the same verdict
@@ -87,6 +99,24 @@ def test_unreadable_checkpoint_and_bad_baseline_are_bad_input(tmp_path):
     (tmp_path / "b.json").write_text("{")
     assert_one_line_error(bench("gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--baseline",
                                 str(tmp_path / "b.json")), "b.json")
+
+
+def test_update_baseline_refuses_a_dirty_work_tree_before_evaluating(tmp_path):
+    dirty = git_repo(tmp_path / "repo", dirty=True)
+    t0 = time.perf_counter()
+    with pytest.raises(BadInput, match="refuses a dirty work tree.*--allow-dirty"):
+        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=dirty)
+    with pytest.raises(BadInput, match="cannot tell whether the work tree is clean.*--allow-dirty"):
+        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=tmp_path)
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "b.json").exists()  # refused before any evaluation
+    G.refuse_dirty(git_repo(tmp_path / "clean", dirty=False))  # a clean one passes
+
+
+def test_a_baseline_written_with_allow_dirty_says_so():
+    report = json.loads(BASELINE.read_text())
+    assert G.to_baseline(report, DEFAULT_CHECKPOINT)["meta"]["gate"].get("allow_dirty") is None
+    meta = G.to_baseline(report, DEFAULT_CHECKPOINT, allow_dirty=True)["meta"]["gate"]
+    assert meta["allow_dirty"] is True and meta["checkpoint"] == "models/versebench-small"
 
 
 def test_classify_needs_both_size_and_significance():
