@@ -76,6 +76,11 @@ def pairs(reports: list[tuple[str, dict]], only=()) -> list[tuple[Side, Side]]:
             for x, y in matched]
 
 
+def values(side: Side, set_name: str, metric: str) -> dict | None:
+    """{qid: value} of the side's metric on a set, or None when the report did not keep it."""
+    return side.report.get("per_query", {}).get(set_name, {}).get(side.retriever, {}).get(metric)
+
+
 def ranking(side: Side, set_name: str) -> list[str] | None:
     """The side's docids for each query, best first, from its TREC run file; None when there is no run file."""
     if side.rankings is not None and set_name in side.rankings:
@@ -120,8 +125,7 @@ def _found_first(judged, pos_a, pos_b, corpus):
 def view(a: Side, b: Side, set_name: str, metric: str, n: int) -> dict:
     """The n queries of one set that fell most from A to B on `metric`, each with its relevant verses (and their
     ranks on both sides) and each side's top 3."""
-    pa = a.report.get("per_query", {}).get(set_name, {}).get(a.retriever, {}).get(metric)
-    pb = b.report.get("per_query", {}).get(set_name, {}).get(b.retriever, {}).get(metric)
+    pa, pb = values(a, set_name, metric), values(b, set_name, metric)
     if pa is None or pb is None:
         raise BadInput(f"{set_name}: no per-query {metric} for {a.label if pa is None else b.label}")
     corpus_meta = b.report["meta"]["corpus"]
@@ -253,8 +257,7 @@ def scatter_pngs(side_pairs, metric: str, folder) -> list[Path]:
     for a, b in side_pairs:
         slug = a.retriever if a.retriever == b.retriever else f"{a.retriever}-vs-{b.retriever}"
         for s in common_sets(a, b):
-            pa = a.report.get("per_query", {}).get(s, {}).get(a.retriever, {}).get(metric)
-            pb = b.report.get("per_query", {}).get(s, {}).get(b.retriever, {}).get(metric)
+            pa, pb = values(a, s, metric), values(b, s, metric)
             if pa and pb:
                 png = scatter(pa, pb, a.label, b.label, s, metric)
                 written.append(atomic_write_bytes(Path(folder) / f"scatter-{s}-{slug}.png", png))
