@@ -52,11 +52,29 @@ def from_env() -> Dist:
     return Dist(rank, world, local)
 
 
+def resolve_device(spec: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; refuse what this machine cannot run, in one line."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise BadInput(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:N") from None
+    if d.type == "cpu":
+        return torch.device("cpu")
+    if d.type != "cuda":
+        raise BadInput(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise BadInput(f"device {spec!r} requested but CUDA is not available here (torch {torch.__version__}); "
+                       "use --device cpu")
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise BadInput(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return d
+
+
 def setup(device_spec: str = "auto") -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes (if any) and pick this rank's device: `cuda:LOCAL_RANK` on a GPU
     machine, else the CPU. One process: `resolve_device(device_spec)` and no process group."""
-    from encoder.train import resolve_device
-
     d = from_env()
     device = resolve_device(device_spec)
     if not d.enabled:

@@ -18,8 +18,6 @@ retriever). config.json keeps the pre-training config under "train" and adds thi
 """
 
 import math
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,14 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from corpus.errors import BadInput, at
+from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder import distributed as D
+from encoder import loop as L
 from encoder import pairs as P
 from encoder.embed import tokenize
-from encoder.train import (OPTIMIZERS, _autocast, _git_commit, _hardware, _peak_mem, _rss, clip_gradients,
-                           check_out, config_from_dict, lr_factor, make_optimizer,
-                           same_training)
 
 MIN_TEMPERATURE = 0.01
 
@@ -74,25 +70,17 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        return config_from_dict(cls, d, "finetune", ("translations", "mix"))
+        return L.config_from_dict(cls, d, "finetune", ("translations", "mix"))
 
 
 def check_config(cfg: FinetuneConfig) -> None:
-    problems = []
-    if cfg.optimizer not in OPTIMIZERS:
-        problems.append(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
-    for name in ("steps", "batch_size", "eval_every", "save_every", "val_per_kind", "val_batch"):
+    problems = L.check_common(cfg, "finetune")
+    for name in ("val_per_kind", "val_batch"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             problems.append(f"{name} must be a positive integer, got {v!r}")
     if isinstance(cfg.batch_size, int) and cfg.batch_size < 2:
         problems.append("batch_size must be at least 2 (in-batch negatives)")
-    if not cfg.lr > 0:
-        problems.append(f"lr must be positive, got {cfg.lr}")
-    if cfg.clip is not None and not cfg.clip > 0:
-        problems.append(f"clip must be positive or None, got {cfg.clip}")
-    if not isinstance(cfg.warmup, int) or cfg.warmup < 0:
-        problems.append(f"warmup must be a non-negative integer, got {cfg.warmup!r}")
     if not MIN_TEMPERATURE <= cfg.temperature <= 10:
         problems.append(f"temperature must be in [{MIN_TEMPERATURE}, 10], got {cfg.temperature}")
     if not 0 <= cfg.web_share <= 1:
@@ -184,7 +172,7 @@ def evaluate(model: Contrastive, tk, val: dict[str, list], cfg: FinetuneConfig, 
     max_len = min(cfg.max_len, model.encoder.cfg.max_len)
     out = {}
     losses, accs = [], []
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), L.autocast(device):
         scale = model.scale()
         for kind, ps in val.items():
             kl, ka, n = 0.0, 0.0, 0
@@ -231,26 +219,13 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     out, init = Path(cfg.out), Path(cfg.init)
     if out.resolve() == init.resolve():
         raise BadInput(f"{out}: --out must differ from --from (the starting checkpoint is never overwritten)")
-    if d.main:
-        ckpt.recover(out)
-    D.barrier(d)
-    if resume:
-        stored = ckpt.read_config(out)
-        if "finetune" not in stored:
-            raise at(out / "config.json", None, "is not a fine-tuned checkpoint (no \"finetune\" config): "
-                                                "resume it with bench train --resume")
-        same_training(stored["finetune"], cfg, out / "config.json", verb="fine-tuned")
-    check_out(out, resume, overwrite)
-
-    t_setup = time.perf_counter()
+    out = L.prepare_out("finetune", cfg, d, resume, overwrite)
     start_ckpt = ckpt.load(out if resume else init, device)
-    base = start_ckpt if not resume else None
     init_cfg = ckpt.read_config(init) if init.exists() else start_ckpt.config
     init_sha = ckpt.sha256(init) if init.exists() else None
-    model_cfg = start_ckpt.model.cfg
-    tk = start_ckpt.tokenizer
-    pad_id = model_cfg.pad_id
-    max_len = min(cfg.max_len, model_cfg.max_len)
+    base_manifest = start_ckpt.manifest.get("init_manifest", {}) if resume else start_ckpt.manifest
+    model_cfg, tk = start_ckpt.model.cfg, start_ckpt.tokenizer
+    pad_id, max_len = model_cfg.pad_id, min(cfg.max_len, model_cfg.max_len)
     val_fraction = float(init_cfg.get("train", {}).get("val_fraction", 0.02))
 
     data = pairs if pairs is not None else build_pairs(cfg, val_fraction)
@@ -265,101 +240,46 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     model = Contrastive(start_ckpt.model, cfg.temperature, cfg.learn_temperature).to(device)
     for name, p in model.encoder.named_parameters():  # the MLM head takes no part: frozen, saved unchanged
         p.requires_grad_(not name.startswith(("head_", "decoder_bias")))
-    opt = make_optimizer(model.encoder, cfg)
-    if cfg.learn_temperature:
-        opt.add_param_group({"params": [model.log_inv_t], "lr": cfg.temperature_lr, "weight_decay": 0.0})
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
-    start, log, wall_before, kinds_seen = 0, [], 0.0, Counter()
-    if resume:
-        state = torch.load(out / "trainer_state.pt", map_location=device, weights_only=True)
-        if state.get("kind") != "finetune":
-            raise at(out / "trainer_state.pt", None, "is not a fine-tuning state")
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        with torch.no_grad():
-            model.log_inv_t.copy_(torch.tensor(float(state["log_inv_t"])))
-        start, wall_before = int(state["step"]), float(state["wall_s"])
-        kinds_seen = Counter(state.get("kinds_seen", {}))
-        log = [r for r in ckpt.read_log(out) if r["step"] <= start]
-        if cfg.steps < start:
-            raise BadInput(f"{out}: already fine-tuned for {start} steps; --steps {cfg.steps} is fewer")
-    ddp = D.wrap(model, d, device)
-    if cfg.compile:
-        model.encoder.compile(dynamic=True)
-    model.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    setup_s = time.perf_counter() - t_setup
-    base_manifest = (base.manifest if base is not None else start_ckpt.manifest.get("init_manifest", {}))
+    kinds_seen = Counter()
 
-    def checkpoint_now(step: int, wall: float) -> None:
-        losses = [r["loss"] for r in log[-50:]]
-        last_val = next((r for r in reversed(log) if "val_loss" in r), {})
-        manifest = {
-            "kind": "finetune",
-            "init": {"path": str(init), "sha256": init_sha, "steps": base_manifest.get("steps"),
-                     "final_val_loss": base_manifest.get("final_val_loss")},
-            "init_manifest": base_manifest,
-            "data": data.stats,
-            "val_pairs": {k: len(v) for k, v in val.items()},
-            "pairs_seen": dict(kinds_seen), "batch_size": cfg.batch_size, "max_len": max_len,
-            "world_size": d.world, "backend": d.backend,
-            "params": model.encoder.num_params(), "steps": step, "hardware": _hardware(device),
-            "wall_s": round(wall, 1), "final_train_loss": float(np.mean(losses)) if losses else None,
-            "final_train_loss_window": len(losses), "temperature": 1.0 / float(model.scale().detach()),
-            "final_val": {k: v for k, v in last_val.items() if k.startswith("val_")},
-            "final_val_loss": last_val.get("val_loss"),
-            "torch": torch.__version__, "python": sys.version.split()[0], "git_commit": _git_commit(),
-        }
-        if d.enabled:
-            manifest["replica_param_sha256"] = digests
-        state = {"kind": "finetune", "step": step, "wall_s": wall, "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "log_inv_t": model.log_inv_t.item(), "kinds_seen": dict(kinds_seen)}
-        config = {"model": asdict(model_cfg), "train": init_cfg.get("train", {}), "finetune": asdict(cfg)}
-        if "finetune" in init_cfg:  # fine-tuning a fine-tuned checkpoint: keep the chain
-            config["finetune_init"] = init_cfg["finetune"]
-        ckpt.save(out, model=model.encoder, tokenizer=tk, config=config, log=log, manifest=manifest,
-                  trainer_state=state)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    digests: list[str] = []
-    t_run = time.perf_counter()
-    for step in range(start, cfg.steps):
-        t0 = time.perf_counter()
-        batch = P.sample_batch(data, cfg.batch_size, cfg.seed, step, cfg.mix, cfg.web_share)
+    def step(module, s: int):
+        batch = P.sample_batch(data, cfg.batch_size, cfg.seed, s, cfg.mix, cfg.web_share)
         kinds_seen.update(p.kind for p in batch)
         mine = [batch[i] for i in D.shard(len(batch), d)]
         anchors = pack(tk, [p.anchor for p in mine], max_len, pad_id, device)
         positives = pack(tk, [p.positive for p in mine], max_len, pad_id, device)
-        torch.manual_seed(cfg.seed * 1_000_003 + step * 1_009 + d.rank)  # dropout: a function of (seed, step, rank)
-        lr = sched.get_last_lr()[0]
-        with _autocast(device):
-            a, p = ddp(anchors, positives)
+        torch.manual_seed(cfg.seed * 1_000_003 + s * 1_009 + d.rank)  # dropout: a function of (seed, step, rank)
+        a, p = module(anchors, positives)
         loss, acc = info_nce(D.gather_rows(a, d), D.gather_rows(p, d), model.scale())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(params, cfg.clip)
-        opt.step()
-        sched.step()
-        loss_value = loss.item()
-        del loss, a, p
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t0
-        tokens, = D.all_sum([float(anchors.tokens + positives.tokens)], d, device)
-        rec = {"step": step + 1, "loss": loss_value, "acc": acc, "lr": lr, "grad_norm": grad_norm,
-               "temperature": 1.0 / float(model.scale().detach()), "pairs": len(batch),
-               "tokens_per_s": round(tokens / dt, 1), "peak_mem": _peak_mem(device), "rss": _rss()}
-        last = step + 1 == cfg.steps
-        if d.main and ((step + 1) % cfg.eval_every == 0 or last):
-            rec.update(evaluate(model, tk, val, cfg, pad_id, device))
-        log.append(rec)
-        if d.main and on_step is not None:
-            on_step(rec, cfg.steps)
-        if (step + 1) % cfg.save_every == 0 or last:
-            if d.enabled:
-                digests = D.digests(model.encoder, d)
-            if d.main:
-                checkpoint_now(step + 1, wall_before + setup_s + time.perf_counter() - t_run)
-            D.barrier(d)
-    return out
+        return loss, {"acc": acc}, anchors.tokens + positives.tokens
+
+    def load_state(state: dict) -> None:
+        with torch.no_grad():
+            model.log_inv_t.copy_(torch.tensor(float(state["log_inv_t"])))
+        kinds_seen.update(state.get("kinds_seen", {}))
+
+    def manifest(log: list[dict]) -> dict:
+        last_val = next((r for r in reversed(log) if "val_loss" in r), {})
+        return {"kind": "finetune",
+                "init": {"path": str(init), "sha256": init_sha, "steps": base_manifest.get("steps"),
+                         "final_val_loss": base_manifest.get("final_val_loss")},
+                "init_manifest": base_manifest, "data": data.stats, "val_pairs": {k: len(v) for k, v in val.items()},
+                "pairs_seen": dict(kinds_seen), "batch_size": cfg.batch_size, "max_len": max_len,
+                "world_size": d.world, "backend": d.backend, "temperature": 1.0 / float(model.scale().detach()),
+                "final_val": {k: v for k, v in last_val.items() if k.startswith("val_")},
+                "final_val_loss": last_val.get("val_loss")}
+
+    def config() -> dict:
+        c = {"model": asdict(model_cfg), "train": init_cfg.get("train", {}), "finetune": asdict(cfg)}
+        if "finetune" in init_cfg:  # fine-tuning a fine-tuned checkpoint: keep the chain
+            c["finetune_init"] = init_cfg["finetune"]
+        return c
+
+    extra = [{"params": [model.log_inv_t], "lr": cfg.temperature_lr, "weight_decay": 0.0}] \
+        if cfg.learn_temperature else []
+    phase = L.Phase("finetune", cfg, model, model.encoder, tk, step, config=config, manifest=manifest,
+                    evaluate=lambda: evaluate(model, tk, val, cfg, pad_id, device), extra_groups=extra,
+                    state=lambda: {"log_inv_t": model.log_inv_t.item(), "kinds_seen": dict(kinds_seen)},
+                    load_state=load_state,
+                    after=lambda: {"temperature": 1.0 / float(model.scale().detach()), "pairs": cfg.batch_size})
+    return L.run(phase, d, device, out, resume=resume, on_step=on_step)

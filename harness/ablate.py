@@ -209,7 +209,8 @@ def _reusable(budget, variant, work, device) -> bool:
 
 def summarize(budget: Budget, results: dict, wall_s: float) -> dict:
     from harness.metrics import paired_p
-    from encoder.train import _hardware, _git_commit, resolve_device
+    from encoder.distributed import resolve_device
+    from encoder.loop import git_commit, hardware
 
     base = results["baseline"]
     n_cmp = max(1, (len(results) - 1) * len(budget.sets))
@@ -227,9 +228,9 @@ def summarize(budget: Budget, results: dict, wall_s: float) -> dict:
         "budget": asdict(budget), "variants": rows, "comparisons": n_cmp, "alpha": 0.05,
         "bonferroni_alpha": 0.05 / n_cmp, "wall_s": round(wall_s, 1),
         "total_variant_wall_s": round(sum(r["wall_s"] for r in results.values()), 1),
-        "hardware": {**_hardware(resolve_device("auto")),
+        "hardware": {**hardware(resolve_device("auto")),
                      "load_note": "the machine's cores were shared with other jobs; times are wall times"},
-        "git_commit": _git_commit(), "corpus": "WEB New Testament (scope nt)",
+        "git_commit": git_commit(), "corpus": "WEB New Testament (scope nt)",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

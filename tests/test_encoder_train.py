@@ -13,7 +13,9 @@ import torch
 from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
 from encoder.model import PRESETS, Encoder
-from encoder.train import (TrainConfig, clip_gradients, lr_factor, preset_config, resolve_device, train)
+from encoder.distributed import resolve_device
+from encoder.loop import clip_gradients, lr_factor
+from encoder.train import TrainConfig, preset_config, train
 
 
 @pytest.fixture(autouse=True)

