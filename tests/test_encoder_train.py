@@ -134,6 +134,28 @@ def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
+def test_ctrl_c_before_the_first_save_leaves_a_resumable_checkpoint(tmp_path):
+    """Seen: `bench train --steps 200`, Ctrl-C at step 28, then --resume: "no such checkpoint folder", because nothing
+    was saved before step 1000. A real SIGINT now finishes the step under way, saves it, and stops."""
+    import os
+    import signal
+
+    whole = train(tiny_cfg(tmp_path / "a", steps=10, model={"dropout": 0.1}))
+    cfg = tiny_cfg(tmp_path / "b", steps=10, model={"dropout": 0.1})  # save_every 1000: no save before the end
+
+    def ctrl_c_at_4(rec, total):
+        if rec["step"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_step=ctrl_c_at_4)
+    assert json.loads((tmp_path / "b" / "ckpt" / "manifest.json").read_text())["steps"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the loop put the handler back
+    resumed = train(cfg, resume=True)
+    a, b = ckpt.read_log(whole), ckpt.read_log(resumed)
+    assert [r["step"] for r in b] == list(range(1, 11))
+    assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=0, atol=1e-6)
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     cfg = tiny_cfg(tmp_path, steps=4)
     train(cfg)
