@@ -10,7 +10,8 @@ from pathlib import Path
 from corpus.errors import BadInput
 from corpus.paths import atomic_write_text
 from harness.metrics import _ranx, evaluate
-from retrievers.hybrid import NOTHING, WEIGHTS_FILE, Hybrid, HybridConfig, fuse, read_weights
+from retrievers.base import make
+from retrievers.hybrid import NOTHING, WEIGHTS_FILE, HybridConfig, fuse, read_weights
 
 
 def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpoint: str | None = None,
@@ -19,7 +20,7 @@ def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpo
     bad = [s.name for s in sets if s.meta.get("split") != "dev"]
     if bad or not sets:
         raise BadInput(f"fusion is tuned on dev splits only; {', '.join(bad) or 'no set'} is not a dev split")
-    h = Hybrid(corpus, dense=dense, fusion=fusion, checkpoint=checkpoint)
+    h = make("hybrid", corpus, dense=dense, fusion=fusion, checkpoint=checkpoint)
     qrels, sparse, dense_run = {}, {}, {}
     for s in sets:
         sp, dn = h.parts(s.queries, 100)
@@ -43,7 +44,7 @@ def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpo
         "tuned_on": [s.name for s in sets],
         "set_versions": {s.name: s.version for s in sets},
         "corpus": corpus.corpus_id,
-        "checkpoint_sha256": getattr(h.dense.config, "checkpoint_sha256", None),
+        "checkpoint_sha256": h.dense_sha256,
         "dev_scores": {"sparse": round(before["sparse"], 4), "dense": round(before["dense"], 4),
                        "fused": round(after, 4)},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -7,8 +7,10 @@ Contract for every retriever's `search(queries, k)`:
   by score reproduces the ranking (write run files with full precision, `repr(score)`, or the tie-breaks are lost);
 - a query with nothing searchable in it (empty, only punctuation) gets `{}`, not an error.
 
-Factories are called as `factory(corpus, **options)`. Options are the fields of the retriever's config dataclass
-(see `config_from_options`); an option a retriever does not have is rejected with BadInput naming the ones it has.
+Each retriever declares what a user may set as a frozen options dataclass; the registry checks the options against it
+(an option a retriever does not have is BadInput naming the ones it has, see `config_from_options`) and calls
+`factory(corpus, options)`. The retriever records the options it was made with as `.options`, so a run can be named
+by (retriever, options, k) and handed to a retriever made of others (the hybrid) instead of being searched again.
 """
 
 import dataclasses
@@ -31,33 +33,59 @@ class Retriever(Protocol):
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]: ...
 
 
-# Names -> "module:factory". Imported only when asked for, so listing names costs nothing.
-REGISTRY: dict[str, str] = {
-    "ilike": "retrievers.ilike:make",
-    "bm25": "retrievers.bm25:make",
-    "bm25-rm3": "retrievers.bm25:make_rm3",
-    "encoder": "retrievers.encoder:make",
-    "minilm": "retrievers.minilm:make",
-    "hybrid": "retrievers.hybrid:make",
+# Names -> (module, factory, options dataclass). Imported only when asked for, so listing names costs nothing.
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "ilike": ("retrievers.ilike", "make", "IlikeConfig"),
+    "bm25": ("retrievers.bm25", "make", "Bm25Config"),
+    "bm25-rm3": ("retrievers.bm25", "make_rm3", "Bm25Rm3Config"),
+    "encoder": ("retrievers.encoder", "make", "EncoderOptions"),
+    "minilm": ("retrievers.minilm", "make", "MiniLMOptions"),
+    "hybrid": ("retrievers.hybrid", "make", "HybridOptions"),
 }
+# What `-r all` runs: one retriever of each kind. bm25-rm3 is BM25 with expansion; it has its own report (lexical.md).
+ALL = ("ilike", "bm25", "encoder", "minilm", "hybrid")
 
 
 def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
-def make(name: str, corpus, **options) -> Retriever:
-    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option."""
+def _module(name: str):
     if name not in REGISTRY:
         raise BadInput(f"unknown retriever {name!r}; choose one of: {', '.join(REGISTRY)}")
-    module_name, factory = REGISTRY[name].split(":")
+    module_name = REGISTRY[name][0]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name != module_name:
             raise
         raise BadInput(f"retriever {name!r} is registered but its module {module_name} does not exist yet") from None
-    return getattr(module, factory)(corpus, **options)
+
+
+def options_class(name: str) -> type:
+    """The frozen dataclass of the options `name` takes."""
+    return getattr(_module(name), REGISTRY[name][2])
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(options_class(name)) if f.init)
+
+
+def make(name: str, corpus, **options) -> Retriever:
+    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option."""
+    return make_from(name, corpus, config_from_options(options_class(name), options, name))
+
+
+def make_from(name: str, corpus, options) -> Retriever:
+    """Build `name` from an instance of its options dataclass (already checked)."""
+    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options)
+    retriever.options = options
+    return retriever
+
+
+def run_key(name: str, options, k: int) -> tuple:
+    """What names a run: the same retriever with the same options at the same depth gives the same run."""
+    return name, options, k
 
 
 def config_dict(retriever: Retriever) -> dict:
@@ -98,10 +126,14 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+def positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInput(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise BadInput(f"k must be a positive integer, got {k!r}")
-    return k
+    return positive_int(k, "k")
 
 
 def strictly_decreasing(ranked: Iterable[tuple[str, float]]) -> dict[str, float]:

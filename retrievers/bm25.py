@@ -27,12 +27,12 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.errors import BadInput
 from corpus.paths import home
-from retrievers.base import check_k, config_from_options, strictly_decreasing
+from retrievers.base import check_k, positive_int, strictly_decreasing
 
 BATCH_THREADS = 2
 INDEX_FORMAT = 1  # bump when what goes into the index changes
@@ -44,7 +44,7 @@ class Bm25Config:
     k1: float = 0.9
     b: float = 0.4
     max_query_chars: int = 1000  # longer queries are cut (at a space) to this many characters
-    analyzer: str = ANALYZER  # fixed: recorded for reports, not an option
+    analyzer: str = field(default=ANALYZER, init=False)  # fixed: recorded for reports, not an option
 
 
 @dataclass(frozen=True)
@@ -90,21 +90,14 @@ class Bm25Retriever:
         return self._searcher.batch_search(jtexts, jqids, k, BATCH_THREADS)
 
 
-def make(corpus, **options) -> Bm25Retriever:
+def make(corpus, config: Bm25Config) -> Bm25Retriever:
     """Options: k1, b, max_query_chars."""
-    return Bm25Retriever("bm25", corpus, _checked(config_from_options(Bm25Config, _no_analyzer(options), "bm25")))
+    return Bm25Retriever("bm25", corpus, _checked(config))
 
 
-def make_rm3(corpus, **options) -> Bm25Retriever:
+def make_rm3(corpus, config: Bm25Rm3Config) -> Bm25Retriever:
     """Options: k1, b, max_query_chars, fb_terms, fb_docs, original_query_weight."""
-    config = config_from_options(Bm25Rm3Config, _no_analyzer(options), "bm25-rm3")
     return Bm25Retriever("bm25-rm3", corpus, _checked(config))
-
-
-def _no_analyzer(options: dict) -> dict:
-    if "analyzer" in options:
-        raise BadInput(f"bm25: the analyzer is fixed ({ANALYZER}); it is not an option")
-    return options
 
 
 def _checked(config: Bm25Config) -> Bm25Config:
@@ -112,8 +105,7 @@ def _checked(config: Bm25Config) -> Bm25Config:
     if isinstance(config, Bm25Rm3Config):
         positive |= {"fb_terms": config.fb_terms, "fb_docs": config.fb_docs}
     for key, value in positive.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadInput(f"bm25: {key} must be a positive integer, got {value!r}")
+        positive_int(value, f"bm25: {key}")
     if not (config.k1 >= 0 and 0 <= config.b <= 1):
         raise BadInput(f"bm25: need k1 >= 0 and 0 <= b <= 1, got k1={config.k1}, b={config.b}")
     if isinstance(config, Bm25Rm3Config) and not 0 <= config.original_query_weight <= 1:

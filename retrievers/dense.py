@@ -38,16 +38,24 @@ def cached_vectors(model_sha: str, corpus, encode, expect_dim: int | None = None
 
 
 def top_k(doc_vecs: np.ndarray, query_vecs: np.ndarray, ids, k: int) -> list[dict[str, float]]:
-    """Exact cosine top-k (vectors are L2-normalised, so a matrix product is the cosine)."""
-    k = min(k, doc_vecs.shape[0])
+    """Exact cosine top-k (vectors are L2-normalised, so a matrix product is the cosine): one product for the whole
+    batch, a partition for each row's k-th best score, one sort of the k per row on (score desc, position asc), so
+    ties go to the earlier verse, as everywhere else."""
+    n = doc_vecs.shape[0]
+    k = min(k, n)
     scores = query_vecs @ doc_vecs.T  # [q, n]
-    out = []
-    for row in scores:
-        idx = np.argpartition(-row, k - 1)[:k]
-        # Stable sort on (score desc, position asc): ties go to the earlier verse, as everywhere else.
-        idx = idx[np.lexsort((idx, -row[idx]))]
-        out.append({ids[i]: float(row[i]) for i in idx})
-    return out
+    kth = np.partition(scores, n - k, axis=1)[:, n - k, None]  # each row's k-th best score
+    # Everything above the k-th score, then as many verses scoring exactly that as fit, earliest first: a tie at
+    # the cut goes to the earlier verse too, which a bare argpartition does not promise.
+    above, at = scores > kth, scores == kth
+    take = above | (at & (np.cumsum(at, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+    idx = np.nonzero(take)[1].reshape(len(scores), k)
+    best = np.take_along_axis(scores, idx, axis=1)
+    order = np.lexsort((idx, -best), axis=1)
+    idx, best = np.take_along_axis(idx, order, axis=1), np.take_along_axis(best, order, axis=1)
+    # Building the dicts is the one loop left: a run is {docid: score} per query.
+    return [dict(zip(map(ids.__getitem__, row_idx), row_best)) for row_idx, row_best in zip(idx.tolist(),
+                                                                                         best.tolist())]
 
 
 def search_with(encode, doc_vecs: np.ndarray, ids, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:

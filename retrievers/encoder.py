@@ -9,10 +9,17 @@ from pathlib import Path
 
 from corpus.errors import BadInput
 from corpus.paths import REPO
+from retrievers.base import positive_int
 from retrievers.dense import cached_vectors, search_with
 
 NAME = "encoder"
 DEFAULT_CHECKPOINT = REPO / "models" / "versebench-small"
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    checkpoint: str | None = None  # a checkpoint folder; default: the committed models/versebench-small
+    batch_size: int = 128
 
 
 @dataclass(frozen=True)
@@ -23,19 +30,27 @@ class EncoderRetrieverConfig:
     batch_size: int = 128
 
 
+def checkpoint_identity(checkpoint=None) -> tuple[Path, str]:
+    """(folder, sha256) of the checkpoint a retriever would load; BadInput when there is none. The hybrid names its
+    dense side with it without loading the model."""
+    from encoder import checkpoint as ckpt  # here, not at the top: it imports torch (seconds), not needed for --help
+
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not path.exists():
+        raise BadInput(f"{path}: no such checkpoint folder (train one with `bench train` / `bench finetune`)")
+    if not path.is_dir():
+        raise BadInput(f"{path}: a checkpoint is a folder with config.json and model.safetensors")
+    return path, ckpt.sha256(path)
+
+
 class EncoderRetriever:
     name = NAME
 
     def __init__(self, corpus, checkpoint=None, batch_size: int = 128):
-        from encoder import checkpoint as ckpt
+        from encoder import checkpoint as ckpt  # torch: see checkpoint_identity
 
-        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-        if not path.exists():
-            raise BadInput(f"{path}: no such checkpoint folder (train one with `bench train` / `bench finetune`)")
-        if not path.is_dir():
-            raise BadInput(f"{path}: a checkpoint is a folder with config.json and model.safetensors")
+        path, sha = checkpoint_identity(checkpoint)
         self.ckpt = ckpt.load(path)
-        sha = ckpt.sha256(path)
         self.config = EncoderRetrieverConfig(checkpoint=str(path), checkpoint_sha256=sha,
                                              model=dict(self.ckpt.config["model"]), batch_size=int(batch_size))
         self.ids = corpus.ids
@@ -43,7 +58,7 @@ class EncoderRetriever:
                                                         expect_dim=self.ckpt.model.cfg.d_model)
 
     def encode(self, texts):
-        from encoder.embed import encode_texts
+        from encoder.embed import encode_texts  # torch: see checkpoint_identity
 
         return encode_texts(self.ckpt.model, self.ckpt.tokenizer, texts, batch_size=self.config.batch_size)
 
@@ -51,7 +66,6 @@ class EncoderRetriever:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, checkpoint=None, batch_size: int = 128, **options) -> EncoderRetriever:
-    if options:
-        raise BadInput(f"encoder: unknown option(s) {', '.join(sorted(options))}; encoder takes: checkpoint, batch_size")
-    return EncoderRetriever(corpus, checkpoint=checkpoint, batch_size=batch_size)
+def make(corpus, options: EncoderOptions) -> EncoderRetriever:
+    positive_int(options.batch_size, "encoder: batch_size")
+    return EncoderRetriever(corpus, checkpoint=options.checkpoint, batch_size=options.batch_size)

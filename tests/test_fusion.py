@@ -132,3 +132,46 @@ def test_numpy_wsum_equals_ranx_fuse_on_real_runs(nt_corpus):
             compared += len(got)
         assert H.fuse(sparse, dense, cfg, 100) == H.rank_fused(sparse, dense, want, cfg, 100)
     assert compared > 30_000
+
+
+def _counting(retriever, calls: list):
+    search = retriever.search
+
+    def counted(queries, k):
+        calls.append((retriever.name, k))
+        return search(queries, k)
+
+    retriever.search = counted
+    return retriever
+
+
+@pytest.mark.slow
+def test_hybrid_fuses_the_runs_it_is_handed_and_explains_from_one_retrieval(nt_corpus):
+    """The runner hands the hybrid the runs it holds: fusing them gives what searching gives, and searches nothing
+    again; a run at another depth or with other options is not taken. `search_explained` retrieves once."""
+    from corpus.qsets import load_set
+    from retrievers import base
+
+    queries = load_set("distractor", "nt").queries
+    h = base.make("hybrid", nt_corpus, dense="minilm")
+    calls: list = []
+    for name in ("bm25", "minilm"):
+        _counting(h.part(name), calls)
+    alone = h.search(queries, 100)
+    assert calls == [("bm25", 100), ("minilm", 100)]
+    bm25, minilm = base.make("bm25", nt_corpus), base.make("minilm", nt_corpus)
+    held = {base.run_key(r.name, r.options, 100): r.search(queries, 100) for r in (bm25, minilm)}
+    calls.clear()
+    assert h.search(queries, 100, held) == alone and calls == []
+    assert h.search(queries, 10, held) == {q: dict(list(v.items())[:10]) for q, v in alone.items()}
+    assert calls == []  # depth is max(k, 100): the held depth-100 runs serve k=10 too
+    other = {base.run_key("bm25", base.options_class("bm25")(k1=1.2), 100): held[base.run_key("bm25", bm25.options,
+                                                                                            100)]}
+    h.search(queries, 100, other)
+    assert calls == [("bm25", 100), ("minilm", 100)]  # k1=1.2 is another run
+    calls.clear()
+    fused, why = h.search_explained({"q": "love your enemies"}, 5)
+    assert calls == [("bm25", 100), ("minilm", 100)]
+    top = list(fused["q"])[0]
+    assert top in ("Matt.5.44", "Luke.6.27") and set(fused["q"]) <= set(why["q"])
+    assert why["q"][top]["bm25"][1] <= 3 and why["q"][top]["minilm"][1] <= 3  # (score, rank) from each side
