@@ -141,14 +141,16 @@ def index_settings(corpus) -> dict:
             "docids": "zero-padded canonical position", "anserini": _anserini_jar()}
 
 
-def index_path(corpus) -> Path:
+def index_path(corpus, root: Path | None = None) -> Path:
+    """Where the corpus's index lives under the cache root (`root`, default `home()`)."""
     digest = hashlib.sha256(json.dumps(index_settings(corpus), sort_keys=True).encode()).hexdigest()[:12]
-    return home() / "indexes" / f"{corpus.corpus_id}-{digest}"
+    return (root or home()) / "indexes" / f"{corpus.corpus_id}-{digest}"
 
 
-def ensure_index(corpus) -> Path:
-    """The corpus's Lucene index, built on first use. Returns its folder."""
-    final = index_path(corpus)
+def ensure_index(corpus, root: Path | None = None) -> Path:
+    """The corpus's Lucene index, built on first use under the cache root (`root`, default `home()`). Returns its
+    folder."""
+    final = index_path(corpus, root)
     if final.is_dir():
         return final
     if len(corpus) >= 10**6:
