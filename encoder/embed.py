@@ -31,10 +31,10 @@ def tokenize(tk: Tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
 
 def encode_texts(model: Encoder, tokenizer: Tokenizer, texts: list[str], batch_size: int = 128,
                  device: str | torch.device | None = None, threads: int | None = None) -> np.ndarray:
-    """float32 [n, d_model], row i for texts[i], each row of unit length. Texts are sorted by length and batched so a
+    """float32 [n, out_dim], row i for texts[i], each row of unit length. Texts are sorted by length and batched so a
     batch pads little; the output is put back in input order."""
     texts = list(texts)
-    d = model.cfg.d_model
+    d = model.out_dim
     if not texts:
         return np.zeros((0, d), dtype=np.float32)
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -164,6 +164,9 @@ def check_exportable(cfg: EncoderConfig) -> None:
     if cfg.pos != "learned":
         raise BadInput(f"cannot export: pos={cfg.pos!r} has no Hugging Face BERT equivalent; "
                        "only learned positions export")
+    if cfg.proj_dim:
+        raise BadInput(f"cannot export: proj_dim={cfg.proj_dim} (a projection after pooling) is not written yet; "
+                       "only checkpoints without a projection export")
 
 
 def to_hf(model: Encoder) -> tuple[dict, dict[str, torch.Tensor]]:

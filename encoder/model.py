@@ -34,6 +34,8 @@ class EncoderConfig:
     pad_id: int = 0
     type_vocab: int = 0         # BERT's token-type table (2 rows); we only ever use type 0; 0 = no table
     ln_eps: float = 1e-5        # LayerNorm epsilon; imported BERT weights were trained with 1e-12
+    proj_dim: int = 0           # a linear map of the pooled vector to this size (a distilled student speaks its
+                                # teacher's dimension); 0 = none
 
     def __post_init__(self):
         problems = []
@@ -43,8 +45,10 @@ class EncoderConfig:
                 problems.append(f"{name} must be a positive integer, got {v!r}")
         if not problems and self.d_model % self.n_head:
             problems.append(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        if not isinstance(self.type_vocab, int) or isinstance(self.type_vocab, bool) or self.type_vocab < 0:
-            problems.append(f"type_vocab must be a non-negative integer, got {self.type_vocab!r}")
+        for name in ("type_vocab", "proj_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                problems.append(f"{name} must be a non-negative integer, got {v!r}")
         if not (isinstance(self.ln_eps, (int, float)) and 0.0 < self.ln_eps < 1.0):
             problems.append(f"ln_eps must be in (0, 1), got {self.ln_eps!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
@@ -173,6 +177,7 @@ class Encoder(nn.Module):
         self.head_act = nn.GELU() if cfg.act == "gelu" else nn.ReLU()
         self.head_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.decoder_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.proj = nn.Linear(cfg.d_model, cfg.proj_dim) if cfg.proj_dim else None
         self.apply(self._init)
 
     @staticmethod
@@ -220,12 +225,20 @@ class Encoder(nn.Module):
         logits = self.head(h[picked])                                                # [M, V]
         return F.cross_entropy(logits.float(), labels[picked])
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T] -> [B, D]: mean over non-padding tokens, L2-normalised."""
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.proj_dim or self.cfg.d_model
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, out_dim]: mean over non-padding tokens (then the projection, if any), not normalised."""
         h = self(input_ids, attention_mask).float()                                  # [B, T, D]
         m = attention_mask.to(h.dtype)[:, :, None]                                   # [B, T, 1]
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)                           # [B, D]
-        return F.normalize(pooled, dim=-1)
+        return self.proj(pooled) if self.proj is not None else pooled               # [B, out_dim]
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, out_dim]: the pooled vector, L2-normalised."""
+        return F.normalize(self.pool(input_ids, attention_mask), dim=-1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -244,6 +244,47 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
                                      f"{(m.get('final_val') or {}).get('val_acc')}, temperature {m['temperature']:.4f}")
 
 
+def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint folder, a Hugging Face BERT folder, "
+                                                                  "or 'minilm'"),
+                out: str = typer.Option(None, "--out", help="checkpoint folder (default build/distill-PRESET)"),
+                preset: str = typer.Option(None, "--preset", help="the student's shape: tiny|small|base"),
+                init: str = typer.Option(None, "--init", help="start the student from this checkpoint of ours"),
+                tokenizer: str = typer.Option(None, "--tokenizer", help="bert-base-uncased or wordpiece-N (no --init)"),
+                loss: str = typer.Option(None, "--loss", help="cosine | mse"),
+                steps: int = typer.Option(None, "--steps"),
+                batch_size: int = typer.Option(None, "--batch-size"),
+                lr: float = typer.Option(None, "--lr"),
+                warmup: int = typer.Option(None, "--warmup"),
+                limit: int = typer.Option(None, "--limit", help="first N verse ids only (smoke runs)"),
+                device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
+                resume: bool = typer.Option(False, "--resume"),
+                overwrite: bool = typer.Option(False, "--overwrite"),
+                seed: int = typer.Option(None, "--seed"),
+                threads: int = typer.Option(None, "--threads", help="CPU threads for torch"),
+                save_every: int = typer.Option(None, "--save-every", help="steps between checkpoints"),
+                as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
+    """Distil a teacher's sentence vectors into a small student of our architecture; writes a checkpoint folder.
+    The teacher's vectors are computed once and cached (keyed by its sha256). Ctrl-C saves the step and stops."""
+    from corpus.paths import home
+    from encoder import loop as L
+    from encoder.distill import DistillConfig, distill
+    from encoder.distributed import resolve_device
+
+    resolve_device(device)
+    L.set_threads(threads)
+    folder = Path(out or f"build/distill-{preset or 'small'}")
+    given = dict(teacher=teacher, out=str(folder), preset=preset, init=init, tokenizer=tokenizer, loss=loss,
+                 steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, limit=limit, device=device, seed=seed,
+                 save_every=save_every)
+    if resume:
+        cfg = L.resumed_config(DistillConfig, "distill", folder, given)
+    else:
+        cfg = DistillConfig.from_dict({k: v for k, v in given.items() if v is not None})
+    with _StepPrinter("distill", cfg.steps, [("loss", ".4f"), ("val_loss", ".4f"), ("val_cos", ".4f")]) as printer:
+        path = distill(cfg, root=home(), resume=resume, overwrite=overwrite, on_step=printer)
+    _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val cos {m['final_val_cos']}")
+
+
 def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our checkpoint folder, a Hugging Face "
                                                                        "BERT folder, or 'minilm'"),
                out: str = typer.Option(..., "--out", help="new folder for the sentence-transformers model")):
@@ -301,5 +342,6 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("train-plot")(train_plot_cmd)
     app.command("train")(train_cmd)
     app.command("finetune")(finetune_cmd)
+    app.command("distill")(distill_cmd)
     app.command("export")(export_cmd)
     app.command("ablate")(ablate_cmd)

@@ -55,7 +55,7 @@ class EncoderRetriever:
                                              model=dict(self.ckpt.config["model"]), batch_size=int(batch_size))
         self.ids = corpus.ids
         self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, self.encode,
-                                                        expect_dim=self.ckpt.model.cfg.d_model)
+                                                        expect_dim=self.ckpt.model.out_dim)
 
     def encode(self, texts):
         from encoder.embed import encode_texts  # torch: see checkpoint_identity
