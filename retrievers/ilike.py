@@ -19,7 +19,8 @@ scan with `LIKE`. Each verse's score is then the count of rows it gets, one per 
 `index=false` is the plain scan above, which is what `bench perf` also times, so the app's cost stays visible.
 
 The backends agree on ASCII letters. They do not agree on non-ASCII letters: SQLite's LIKE folds case for ASCII only
-("æneas" misses "Æneas"), PostgreSQL's ILIKE folds them by the database's locale. The WEB text has no non-ASCII letters; KJV has "Æneas" and "Cæsar".
+("æneas" misses "Æneas"), PostgreSQL's ILIKE folds them by the database's locale. The WEB text has no non-ASCII
+letters; KJV has "Æneas" and "Cæsar".
 
 Limits (in the config): only the first `max_words` distinct words count (a 10,000-character query is cut to them);
 words longer than the longest word in the corpus are dropped first, since they cannot match anything (and SQLite
