@@ -23,16 +23,23 @@ draw the same global batch. A batch never holds a verse id (or a Nave label) twi
 verse would be a false negative for the first.
 """
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pysword.canons import canons
 
+from corpus import naves as N
+from corpus.bible import TRANSLATIONS, load_corpus, sword_dir
+from corpus.commentary import read_passages, sentences
 from corpus.errors import BadInput
+from corpus.qrels_build import TOPICS_FILE, query_text, split_unit, test_topic_keys
 from corpus.qsets import QRELS_DIR, read_qrels, read_queries, set_names
+from encoder.data import heldout
 
-KINDS = ("xlate", "span", "naves")
+KINDS = ("xlate", "span", "naves", "comment")
 SPAN_MIN, SPAN_MAX = 4, 12
 NAVES_HOLDOUTS = ("test", "dev+test")
 XLATE_SET = "keyword-xlate"
@@ -63,6 +70,10 @@ class PairData:
     naves_topics: tuple[str, ...]               # Nave topic keys whose labels are used
     xlate_holdout: frozenset[str]               # keyword-xlate verse ids (never in xlate/span pairs)
     stats: dict = field(compare=False)
+    comment_anchors: tuple[str, ...] = ()       # commentary sentences and chapter-outline lines
+    comment_train: tuple[np.ndarray, ...] = ()  # per anchor: its training verse indices (anchors with none dropped)
+    comment_val: tuple[tuple[int, int], ...] = ()  # (anchor index, held-out verse index)
+    comment_passage: tuple[int, ...] = ()       # per anchor: its passage (two anchors of one passage never share a batch)
 
 
 def norm(text: str) -> str:
@@ -88,10 +99,6 @@ def xlate_verses(root: Path = QRELS_DIR) -> frozenset[str]:
 
 def heldout_topic_units(holdout: str, root: Path = QRELS_DIR) -> frozenset[str]:
     """Head words of the Nave topics that have queries in the held-out thematic split(s)."""
-    import json
-
-    from corpus.qrels_build import TOPICS_FILE, split_unit, test_topic_keys
-
     if holdout not in NAVES_HOLDOUTS:
         raise BadInput(f"naves holdout must be one of {', '.join(NAVES_HOLDOUTS)}, got {holdout!r}")
     keys = set(test_topic_keys(root))
@@ -106,11 +113,9 @@ def _words(text: str) -> list[str]:
 
 
 def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: float = 0.02, naves: bool = True,
-          naves_holdout: str = "dev+test", limit: int | None = None, root: Path = QRELS_DIR) -> PairData:
+          naves_holdout: str = "dev+test", limit: int | None = None, root: Path = QRELS_DIR,
+          commentary: bool = False) -> PairData:
     """Every pair source, with the hold-outs applied. `limit`: only the first N verse ids (tests, smoke runs)."""
-    from corpus.bible import TRANSLATIONS, load_corpus
-    from corpus.qrels_build import query_text, split_unit
-    from encoder.data import heldout
 
     translations = tuple(translations)
     bad = [t for t in translations if t not in TRANSLATIONS]
@@ -134,6 +139,36 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
     train_verses = np.flatnonzero(usable & ~held & ~in_x)
     val_verses = np.flatnonzero(usable & held & ~in_x)
 
+    any_text = present.any(1)
+    labels, naves_train, naves_val, topics_used, nstats = _naves(
+        naves, naves_holdout, root, ids, pos, held, any_text, forbidden, limit)
+    comment = _commentary(pos, held, in_x, any_text, forbidden) if commentary else None
+    n_tr = len(translations)
+    stats = {
+        "translations": list(translations),
+        "verse_ids": len(ids),
+        "verses_in_fewer_than_two_translations": int((~usable).sum()),
+        "verses_outside_kjv_numbering": outside,
+        "keyword_xlate_heldout_verses": int(in_x.sum()),
+        "val_fraction": val_fraction,
+        "val_verses": int(len(val_verses)),
+        "xlate": {"verses": int(len(train_verses)),
+                  "ordered_translation_pairs": int(sum(int(present[k].sum()) * (int(present[k].sum()) - 1)
+                                                       for k in train_verses))},
+        "span": {"verses": int(len(train_verses)), "verse_texts": int(present[train_verses].sum()),
+                 "span_words": [SPAN_MIN, SPAN_MAX]},
+        "naves": nstats,
+        **({"comment": comment[4]} if comment else {}),
+        "forbidden_anchor_texts": len(forbidden),
+        "max_translations_per_verse": n_tr,
+    }
+    return PairData(translations, tuple(ids), texts, train_verses, val_verses, tuple(labels), tuple(naves_train),
+                    tuple(naves_val), forbidden, tuple(topics_used), hold_x, stats, *(comment[:4] if comment else ()))
+
+
+def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forbidden, limit):
+    """Nave's labels of topics outside the held-out splits -> their verses (train) and held-out verses (val)."""
+
     labels: list[str] = []
     naves_train: list[np.ndarray] = []
     naves_val: list[tuple[int, int]] = []
@@ -141,12 +176,9 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
     nstats = {"topics": 0, "topics_heldout": 0, "labels_forbidden": 0, "labels_duplicate": 0, "labels": 0,
               "train_pairs": 0, "val_pairs": 0}
     if naves:
-        from corpus import naves as N
-
         units = heldout_topic_units(naves_holdout, root)
         verses = N.VerseList.of(ids)
         known = set(ids) if limit is None else set(load_corpus("kjv", "all").ids)
-        any_text = present.any(1)
         seen: dict[str, int] = {}
         topics, _ = N.topics()
         for t in topics:
@@ -193,27 +225,31 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
         nstats.update(labels=len(labels), train_labels=len(naves_train), topics_used=len(topics_used),
                       train_pairs=int(sum(len(v) for v in naves_train)), val_pairs=len(naves_val),
                       holdout=naves_holdout, heldout_head_words=len(units))
+    return labels, naves_train, naves_val, topics_used, nstats
 
-    n_tr = len(translations)
-    stats = {
-        "translations": list(translations),
-        "verse_ids": len(ids),
-        "verses_in_fewer_than_two_translations": int((~usable).sum()),
-        "verses_outside_kjv_numbering": outside,
-        "keyword_xlate_heldout_verses": int(in_x.sum()),
-        "val_fraction": val_fraction,
-        "val_verses": int(len(val_verses)),
-        "xlate": {"verses": int(len(train_verses)),
-                  "ordered_translation_pairs": int(sum(int(present[k].sum()) * (int(present[k].sum()) - 1)
-                                                       for k in train_verses))},
-        "span": {"verses": int(len(train_verses)), "verse_texts": int(present[train_verses].sum()),
-                 "span_words": [SPAN_MIN, SPAN_MAX]},
-        "naves": nstats,
-        "forbidden_anchor_texts": len(forbidden),
-        "max_translations_per_verse": n_tr,
-    }
-    return PairData(translations, tuple(ids), texts, train_verses, val_verses, tuple(labels), tuple(naves_train),
-                    tuple(naves_val), forbidden, tuple(topics_used), hold_x, stats)
+
+def _commentary(pos, held, in_x, any_text, forbidden):
+    """Matthew Henry's commentary sentences and chapter-outline lines -> the verses their passage comments on.
+    Held-out verses become validation pairs; keyword-xlate verses are never a positive."""
+    passages, counts = read_passages(sword_dir(), canons["kjv"])
+    anchors, train, val, passage_of = [], [], [], []
+    stats = {**counts, "anchors_forbidden": 0, "anchors": 0, "train_pairs": 0, "val_pairs": 0}
+    for n, p in enumerate(passages):
+        units = [(line, verses) for line, verses in p.outline] + [(t, p.verses) for t in sentences(p.text)]
+        for text, verses in units:
+            if norm(text) in forbidden:
+                stats["anchors_forbidden"] += 1
+                continue
+            ks = [pos[v] for v in verses if v in pos and any_text[pos[v]] and not in_x[pos[v]]]
+            tr = np.array([k for k in ks if not held[k]], dtype=np.int64)
+            if not len(tr):
+                continue
+            anchors.append(text)
+            train.append(tr)
+            passage_of.append(n)
+            val.extend((len(anchors) - 1, k) for k in ks if held[k])
+    stats.update(anchors=len(anchors), train_pairs=int(sum(len(t) for t in train)), val_pairs=len(val))
+    return tuple(anchors), tuple(train), tuple(val), tuple(passage_of), stats
 
 
 # ---- drawing pairs --------------------------------------------------------------------------------------------------
@@ -246,21 +282,23 @@ def span_of(text: str, rng: np.random.Generator) -> str:
 
 def draw(pd: PairData, kind: str, rng: np.random.Generator, web_share: float, split: str = "train") -> Pair | None:
     """One random pair of `kind` (None when the draw is unusable; the caller draws again)."""
-    if kind == "naves":
+    if kind in ("naves", "comment"):  # a text about several verses -> one of them
+        anchors, train, val = ((pd.naves_labels, pd.naves_train, pd.naves_val) if kind == "naves" else
+                               (pd.comment_anchors, pd.comment_train, pd.comment_val))
         if split == "train":
-            if not pd.naves_train:
+            if not train:
                 return None
-            li = int(rng.integers(len(pd.naves_train)))
-            verses = pd.naves_train[li]
-            k = int(verses[rng.integers(len(verses))])
+            li = int(rng.integers(len(train)))
+            k = int(train[li][rng.integers(len(train[li]))])
         else:
-            if not pd.naves_val:
+            if not val:
                 return None
-            li, k = pd.naves_val[int(rng.integers(len(pd.naves_val)))]
+            li, k = val[int(rng.integers(len(val)))]
         tr = _pick_translations(pd, k, rng, web_share, anchor_needed=False)
         if tr is None:
             return None
-        return Pair("naves", pd.naves_labels[li], pd.texts[tr[1]][k], pd.ids[k], f"naves:{li}", None, tr[1])
+        key = f"naves:{li}" if kind == "naves" else f"comment:{pd.comment_passage[li]}"
+        return Pair(kind, anchors[li], pd.texts[tr[1]][k], pd.ids[k], key, None, tr[1])
     pool = pd.train_verses if split == "train" else pd.val_verses
     if not len(pool):
         return None
@@ -276,18 +314,23 @@ def draw(pd: PairData, kind: str, rng: np.random.Generator, web_share: float, sp
 
 
 def check_mix(mix) -> tuple[float, ...]:
+    """Draw weights per kind, normalised. Three weights are a mix from before the commentary kind (its weight 0)."""
     mix = tuple(float(x) for x in mix)
+    if len(mix) == len(KINDS) - 1:
+        mix += (0.0,)
     if len(mix) != len(KINDS) or any(x < 0 for x in mix) or not sum(mix) > 0:
         raise BadInput(f"pair mix must be {len(KINDS)} non-negative weights for {'/'.join(KINDS)}, got {mix}")
     return tuple(x / sum(mix) for x in mix)
 
 
-def sample_batch(pd: PairData, batch_size: int, seed: int, step: int, mix=(0.2, 0.4, 0.4),
+def sample_batch(pd: PairData, batch_size: int, seed: int, step: int, mix=(0.2, 0.4, 0.4, 0.0),
                  web_share: float = 0.5) -> list[Pair]:
-    """The global batch of `step`: a function of (seed, step) alone; no verse id or Nave label twice."""
+    """The global batch of `step`: a function of (seed, step) alone; no verse id, Nave label or commentary passage
+    twice."""
     weights = check_mix(mix)
-    if pd.stats["naves"]["train_pairs"] == 0 and weights[2] > 0:
-        weights = check_mix(weights[:2] + (0.0,))
+    empty = (False, False, not pd.naves_train, not pd.comment_train)  # kinds with nothing to draw from
+    if any(w > 0 and e for w, e in zip(weights, empty)):
+        weights = check_mix(tuple(0.0 if e else w for w, e in zip(weights, empty)))
     rng = np.random.default_rng([seed, step, 2])
     out: list[Pair] = []
     used: set[str] = set()

@@ -182,6 +182,13 @@ class _StepPrinter:
                        f"tok/s {rec['tokens_per_s']:.0f}" + (f" {val}" if val else ""), err=True)
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise BadInput(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
 def _report(path, as_json: bool, summary) -> None:
     """The end of a training command: the manifest as JSON, or one line."""
     from encoder import checkpoint as ckpt
@@ -207,6 +214,8 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
                  temperature: str = typer.Option(None, "--temperature", help="'learned' (init 0.05) or a number"),
                  max_len: int = typer.Option(None, "--max-len", help="word pieces per text (default 64)"),
                  warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
+                 mix: str = typer.Option(None, "--mix", help="draw weights of xlate,span,naves,comment pairs "
+                                                            "(comment: Matthew Henry's commentary), e.g. 0.2,0.3,0.3,0.2"),
                  naves_holdout: str = typer.Option(None, "--naves-holdout",
                                                    help="dev+test (default) or test: Nave topics kept out"),
                  device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
@@ -228,7 +237,8 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
     L.set_threads(threads)
     init = str(resolve(init))
     given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
-                 naves_holdout=naves_holdout, seed=seed, device=device, save_every=save_every)
+                 naves_holdout=naves_holdout, seed=seed, device=device, save_every=save_every,
+                 mix=_floats(mix, "--mix") if mix else None)
     if temperature is not None:
         given["temperature"], given["learn_temperature"] = parse_temperature(temperature)
     folder = Path(out or f"build/finetune-{Path(init).resolve().name}")

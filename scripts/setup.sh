@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sword-text-web sword-text-kjv sword-dict-naves postgresql)
+debs=(sword-text-web sword-text-kjv sword-dict-naves sword-comm-mhcc postgresql)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

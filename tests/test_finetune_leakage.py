@@ -1,5 +1,5 @@
 """No evaluation label reaches the fine-tuning pairs. Builds the real pair lists (all five translations, Nave's
-Topical Bible) and draws real batches; trains nothing."""
+Topical Bible, Matthew Henry's commentary) and draws real batches; trains nothing."""
 
 import json
 
@@ -16,12 +16,15 @@ CURATED = ("thematic-curated", "keyword", "distractor")
 
 @pytest.fixture(scope="module", params=["dev+test", "test"])
 def built(request):
-    return P.build(naves_holdout=request.param)
+    return P.build(naves_holdout=request.param, commentary=True)
+
+
+MIX = (0.2, 0.3, 0.3, 0.2)
 
 
 @pytest.fixture(scope="module")
 def batches(built):
-    return [P.sample_batch(built, 256, seed, step) for seed in (0, 1) for step in range(40)]
+    return [P.sample_batch(built, 256, seed, step, MIX) for seed in (0, 1) for step in range(40)]
 
 
 def queries(name):
@@ -60,6 +63,7 @@ def test_no_curated_query_is_an_anchor(built, batches):
     assert not curated & {P.norm(label) for label in built.naves_labels}
     anchors = {P.norm(p.anchor) for b in batches for p in b}
     assert not anchors & built.forbidden
+    assert not {P.norm(a) for a in built.comment_anchors} & built.forbidden
 
 
 def test_no_keyword_xlate_verse_in_span_or_translation_pairs(built, batches):
@@ -71,14 +75,18 @@ def test_no_keyword_xlate_verse_in_span_or_translation_pairs(built, batches):
     assert len(drawn) > 5000 and not {p.verse for p in drawn} & xlate
     val = P.val_pairs(built, 512, 0)
     assert not {p.verse for kind in ("xlate", "span") for p in val[kind]} & xlate
+    # the commentary speaks of whole passages, keyword-xlate verses among them: never one of them as a positive
+    comment = {built.ids[int(k)] for v in built.comment_train for k in v} | {built.ids[k] for _, k in built.comment_val}
+    assert len(comment) > 5000 and not comment & xlate
+    assert not {p.verse for b in batches for p in b if p.kind == "comment"} & xlate
 
 
 def test_batches_hold_each_verse_and_label_once(batches):
     for b in batches:
         assert len(b) == 256
         assert len({p.verse for p in b}) == 256
-        labels = [p.anchor_key for p in b if p.kind == "naves"]
-        assert len(labels) == len(set(labels))
+        labels = [p.anchor_key for p in b if p.kind in ("naves", "comment")]
+        assert len(labels) == len(set(labels))  # one commentary passage at most once: its verses are all positives
     kinds = {p.kind for b in batches for p in b}
     assert kinds == set(P.KINDS)
 
@@ -99,8 +107,17 @@ def test_validation_uses_the_pretraining_held_out_verses(built):
     val = P.val_pairs(built, 512, 0)
     assert all(heldout(p.verse, frac) for ps in val.values() for p in ps)
     assert all(not heldout(built.ids[int(k)], frac) for v in built.naves_train[:2000] for k in v)
+    assert all(not heldout(built.ids[int(k)], frac) for v in built.comment_train for k in v)
+    assert val["comment"] and all(heldout(p.verse, frac) for p in val["comment"])
 
 
 def test_batches_are_a_function_of_seed_and_step(built):
     a = P.sample_batch(built, 64, 3, 17)
     assert a == P.sample_batch(built, 64, 3, 17) and a != P.sample_batch(built, 64, 3, 18)
+
+
+def test_a_mix_from_before_the_commentary_draws_as_it_did(built):
+    """Checkpoints fine-tuned with three weights resume to the same batches: the fourth kind gets weight 0."""
+    assert P.check_mix((0.2, 0.4, 0.4)) == P.check_mix((0.2, 0.4, 0.4, 0.0))
+    assert P.sample_batch(built, 64, 0, 5, (0.2, 0.4, 0.4)) == P.sample_batch(built, 64, 0, 5, (0.2, 0.4, 0.4, 0))
+    assert not [p for p in P.sample_batch(built, 256, 0, 5, (0.2, 0.4, 0.4)) if p.kind == "comment"]
