@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corpus.books import SCOPES, scope_of
 from corpus.errors import BadInput, at
 from corpus.paths import atomic_write_bytes
 from encoder import checkpoint as ckpt
@@ -60,6 +61,7 @@ class DistillConfig:
     naves: bool = True
     naves_holdout: str = "dev+test"
     spans: bool = True
+    scope: str = "all"                 # "nt": only New Testament verses (the default corpus; a quarter of the texts)
     val_fraction: float = 0.02
     val_texts: int = 1024
     limit: int | None = None           # first N verse ids only (tests, smoke runs)
@@ -80,20 +82,24 @@ def check_config(cfg: DistillConfig) -> None:
         problems.append(f"loss must be one of {'|'.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init is None and cfg.preset not in PRESETS:
         problems.append(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
+    if cfg.scope not in SCOPES:
+        problems.append(f"scope must be one of {'|'.join(SCOPES)}, got {cfg.scope!r}")
     if not isinstance(cfg.max_len, int) or cfg.max_len < 3:
         problems.append(f"max_len must be an integer >= 3, got {cfg.max_len!r}")
     if problems:
         raise BadInput("distill config: " + "; ".join(problems))
 
 
-def texts(pd: P.PairData, seed: int, spans: bool) -> tuple[list[str], list[str]]:
+def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[list[str], list[str]]:
     """(training texts, validation texts), each deduplicated in first-seen order; no text equal to a query of a
-    committed set (the pairs' `forbidden`), no keyword-xlate verse, no held-out Nave topic."""
+    committed set (the pairs' `forbidden`), no keyword-xlate verse, no held-out Nave topic. `scope` keeps the verses
+    of one testament (Nave's labels are kept whole: they are queries, not verses)."""
     rng = np.random.default_rng([seed, 17])
+    keep_verse = lambda k: scope == "all" or scope_of(pd.ids[k]) == scope  # noqa: E731
 
     def of(verses) -> list[str]:
         out = []
-        for k in verses:
+        for k in (k for k in verses if keep_verse(k)):
             have = [t for t in pd.translations if pd.texts[t][k]]
             out += [pd.texts[t][k] for t in have]
             if spans and have:
@@ -161,7 +167,7 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
             raise at(teacher, None, "no such teacher checkpoint")
         pd = P.build(cfg.translations, val_fraction=cfg.val_fraction, naves=cfg.naves,
                      naves_holdout=cfg.naves_holdout, limit=cfg.limit)
-        train_t, val_t = texts(pd, cfg.seed, cfg.spans)
+        train_t, val_t = texts(pd, cfg.seed, cfg.spans, cfg.scope)
         val_t = val_t[:cfg.val_texts]
         if not train_t:
             raise BadInput("no distillation texts: the selected verses are all held out")

@@ -266,6 +266,7 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
                 lr: float = typer.Option(None, "--lr"),
                 warmup: int = typer.Option(None, "--warmup"),
                 limit: int = typer.Option(None, "--limit", help="first N verse ids only (smoke runs)"),
+                scope: str = typer.Option(None, "--scope", help="nt | ot | all: the verses whose texts are used"),
                 device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
                 resume: bool = typer.Option(False, "--resume"),
                 overwrite: bool = typer.Option(False, "--overwrite"),
@@ -285,7 +286,7 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
     folder = Path(out or f"build/distill-{preset or 'small'}")
     given = dict(teacher=teacher, out=str(folder), preset=preset, init=init, tokenizer=tokenizer, loss=loss,
                  steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, limit=limit, device=device, seed=seed,
-                 save_every=save_every)
+                 save_every=save_every, scope=scope)
     if resume:
         cfg = L.resumed_config(DistillConfig, "distill", folder, given)
     else:

@@ -40,6 +40,8 @@ def test_texts_hold_out_validation_verses_and_committed_queries(pairs):
     assert not {P.norm(t) for t in train + val} & pairs.forbidden
     web_val = {pairs.texts["web"][k] for k in pairs.val_verses if pairs.texts["web"][k]}
     assert web_val <= set(val) and not web_val & set(train)
+    nt_train, _ = texts(pairs, 0, spans=True, scope="nt")  # limit=120 keeps Genesis 1-5 only: no NT verse
+    assert set(nt_train) == set(pairs.naves_labels) - {t for t in pairs.naves_labels if P.norm(t) in pairs.forbidden}
 
 
 @pytest.mark.slow
