@@ -175,3 +175,25 @@ def test_hybrid_fuses_the_runs_it_is_handed_and_explains_from_one_retrieval(nt_c
     top = list(fused["q"])[0]
     assert top in ("Matt.5.44", "Luke.6.27") and set(fused["q"]) <= set(why["q"])
     assert why["q"][top]["bm25"][1] <= 3 and why["q"][top]["minilm"][1] <= 3  # (score, rank) from each side
+
+
+@pytest.mark.slow
+def test_bench_search_hybrid_shows_each_sides_rank_from_one_retrieval(monkeypatch, capsys):
+    """`bench search -r hybrid` in process: every hit carries its parts' (score, rank), and each part searched once."""
+    from harness.cli import app
+    from retrievers import hybrid
+
+    calls = []
+    parts = hybrid.Hybrid.parts
+
+    def counted(self, queries, k, held=None):
+        calls.append(k)
+        return parts(self, queries, k, held)
+
+    monkeypatch.setattr(hybrid.Hybrid, "parts", counted)
+    with pytest.raises(SystemExit) as done:
+        app(["search", "love your enemies", "-r", "hybrid", "--dense", "minilm", "--k", "5", "--json"])
+    assert done.value.code in (0, None)
+    hits = json.loads(capsys.readouterr().out)
+    assert calls == [5] and len(hits) == 5
+    assert hits[0]["docid"] in ("Matt.5.44", "Luke.6.27") and set(hits[0]["parts"]) == {"bm25", "minilm"}
