@@ -34,6 +34,7 @@ from encoder import distributed as D
 from encoder import loop as L
 from encoder import pairs as P
 from encoder.embed import tokenize
+from encoder.negatives import Negatives
 
 MIN_TEMPERATURE = 0.01
 
@@ -59,6 +60,8 @@ class FinetuneConfig:
     translations: tuple[str, ...] = ("web", "kjv", "asv", "ylt", "dar")
     naves: bool = True
     naves_holdout: str = "dev+test"    # "test": train on dev topics too (thematic-dev then stops being held out)
+    negatives: str | None = None       # a TREC run of BM25-mined candidates (bench mine-negatives): one hard negative
+                                       # per pair where a candidate passes the false-negative guards
     limit: int | None = None           # first N verse ids only (tests, smoke runs)
     val_per_kind: int = 512
     val_batch: int = 256               # validation accuracy is in-batch, so its batch size is fixed, not --batch-size
@@ -113,19 +116,25 @@ class Contrastive(torch.nn.Module):
         self.encoder = encoder
         self.log_inv_t = torch.nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn)
 
-    def forward(self, anchors: "Packed", positives: "Packed"):
-        """-> anchor and positive vectors [n, D] each, unit length, in batch order."""
-        return encode_packed(self.encoder, anchors), encode_packed(self.encoder, positives)
+    def forward(self, anchors: "Packed", positives: "Packed", negatives: "Packed | None" = None):
+        """-> anchor and positive vectors [n, D] each, unit length, in batch order (and the negatives' [m, D])."""
+        out = encode_packed(self.encoder, anchors), encode_packed(self.encoder, positives)
+        return out if negatives is None else (*out, encode_packed(self.encoder, negatives))
 
     def scale(self) -> torch.Tensor:
         return self.log_inv_t.clamp(max=math.log(1.0 / MIN_TEMPERATURE)).exp()
 
 
-def info_nce(a: torch.Tensor, p: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Symmetric InfoNCE; row i of a and p are a pair, every other row a negative. -> (loss, anchor->verse top-1)."""
+def info_nce(a: torch.Tensor, p: torch.Tensor, scale: torch.Tensor,
+             n: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Symmetric InfoNCE; row i of a and p are a pair, every other row a negative; `n` [m, D]: hard negatives, extra
+    candidates for every anchor (the verse->anchor direction has no use for them). -> (loss, anchor->verse top-1)."""
     logits = scale * (a.float() @ p.float().T)                                   # [n, n]
     target = torch.arange(a.shape[0], device=a.device)
-    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    back = F.cross_entropy(logits.T, target)
+    if n is not None and n.shape[0]:
+        logits = torch.cat([logits, scale * (a.float() @ n.float().T)], dim=1)   # [n, n + m]
+    loss = (F.cross_entropy(logits, target) + back) / 2
     acc = (logits.argmax(1) == target).float().mean().item()
     return loss, acc
 
@@ -241,17 +250,25 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     for name, p in model.encoder.named_parameters():  # the MLM head takes no part: frozen, saved unchanged
         p.requires_grad_(not name.startswith(("head_", "decoder_bias")))
     kinds_seen = Counter()
+    hard = Negatives(data, cfg.negatives) if cfg.negatives else None
 
     def step(module, s: int):
         batch = P.sample_batch(data, cfg.batch_size, cfg.seed, s, cfg.mix, cfg.web_share)
         kinds_seen.update(p.kind for p in batch)
-        mine = [batch[i] for i in D.shard(len(batch), d)]
+        rows = D.shard(len(batch), d)
+        mine = [batch[i] for i in rows]
         anchors = pack(tk, [p.anchor for p in mine], max_len, pad_id, device)
         positives = pack(tk, [p.positive for p in mine], max_len, pad_id, device)
+        picked = hard.pick(batch) if hard else []  # over the global batch: every rank sees the same choices
+        negs = [picked[i] for i in rows if picked[i]]
+        negatives = pack(tk, negs, max_len, pad_id, device) if negs else None
         torch.manual_seed(cfg.seed * 1_000_003 + s * 1_009 + d.rank)  # dropout: a function of (seed, step, rank)
-        a, p = module(anchors, positives)
-        loss, acc = info_nce(D.gather_rows(a, d), D.gather_rows(p, d), model.scale())
-        return loss, {"acc": acc}, anchors.tokens + positives.tokens
+        a, p, *n = module(anchors, positives, negatives)
+        # every rank joins the gather when negatives are on, with [0, D] rows if it drew none
+        n = D.gather_rows(n[0] if n else a.new_zeros((0, a.shape[1])), d) if hard else None
+        loss, acc = info_nce(D.gather_rows(a, d), D.gather_rows(p, d), model.scale(), n)
+        tokens = anchors.tokens + positives.tokens + (negatives.tokens if negatives else 0)
+        return loss, {"acc": acc, **({"negatives": sum(1 for t in picked if t)} if hard else {})}, tokens
 
     def load_state(state: dict) -> None:
         with torch.no_grad():

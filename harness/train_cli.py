@@ -216,6 +216,8 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
                  warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
                  mix: str = typer.Option(None, "--mix", help="draw weights of xlate,span,naves,comment pairs "
                                                             "(comment: Matthew Henry's commentary), e.g. 0.2,0.3,0.3,0.2"),
+                 negatives: str = typer.Option(None, "--negatives", help="TREC run from bench mine-negatives: "
+                                                                        "one BM25-mined hard negative per pair"),
                  naves_holdout: str = typer.Option(None, "--naves-holdout",
                                                    help="dev+test (default) or test: Nave topics kept out"),
                  device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N"),
@@ -238,7 +240,7 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
     init = str(resolve(init))
     given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
                  naves_holdout=naves_holdout, seed=seed, device=device, save_every=save_every,
-                 mix=_floats(mix, "--mix") if mix else None)
+                 mix=_floats(mix, "--mix") if mix else None, negatives=negatives)
     if temperature is not None:
         given["temperature"], given["learn_temperature"] = parse_temperature(temperature)
     folder = Path(out or f"build/finetune-{Path(init).resolve().name}")
@@ -294,6 +296,20 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
     with _StepPrinter("distill", cfg.steps, [("loss", ".4f"), ("val_loss", ".4f"), ("val_cos", ".4f")]) as printer:
         path = distill(cfg, root=home(), resume=resume, overwrite=overwrite, on_step=printer)
     _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val cos {m['final_val_cos']}")
+
+
+def mine_negatives_cmd(out: str = typer.Option("build/negatives.trec", "--out", help="TREC run file to write"),
+                       depth: int = typer.Option(20, "--depth", help="candidates per query"),
+                       as_json: bool = typer.Option(False, "--json")):
+    """Mine hard-negative candidates with BM25 for `bench finetune --negatives`: every verse and every Nave's and
+    commentary anchor of the training pairs as a query over the WEB Bible."""
+    from harness.mine import mine
+
+    summary = mine(Path(out), depth)
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(f"wrote {summary['out']}: {summary['queries']} queries, {summary['with_hits']} with hits")
 
 
 def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our checkpoint folder, a Hugging Face "
@@ -353,6 +369,7 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("train-plot")(train_plot_cmd)
     app.command("train")(train_cmd)
     app.command("finetune")(finetune_cmd)
+    app.command("mine-negatives")(mine_negatives_cmd)
     app.command("distill")(distill_cmd)
     app.command("export")(export_cmd)
     app.command("ablate")(ablate_cmd)
