@@ -260,7 +260,7 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
         anchors = pack(tk, [p.anchor for p in mine], max_len, pad_id, device)
         positives = pack(tk, [p.positive for p in mine], max_len, pad_id, device)
         picked = hard.pick(batch) if hard else []  # over the global batch: every rank sees the same choices
-        negs = [picked[i] for i in rows if picked[i]]
+        negs = [picked[i] for i in rows if picked[i]] if hard else []
         negatives = pack(tk, negs, max_len, pad_id, device) if negs else None
         torch.manual_seed(cfg.seed * 1_000_003 + s * 1_009 + d.rank)  # dropout: a function of (seed, step, rank)
         a, p, *n = module(anchors, positives, negatives)
