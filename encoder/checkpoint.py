@@ -74,7 +74,8 @@ def recover(folder: Path) -> None:
 
 
 def save(folder, *, model: Encoder, tokenizer: Tokenizer, config: dict, log: list[dict], manifest: dict,
-         trainer_state: dict | None = None) -> Path:
+         trainer_state: dict | None = None, half: bool = False) -> Path:
+    """`half`: weights stored as float16 (loaded back into float32): a committed model at half the size."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     recover(folder)
@@ -84,7 +85,8 @@ def save(folder, *, model: Encoder, tokenizer: Tokenizer, config: dict, log: lis
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        dtype = torch.float16 if half else torch.float32
+        weights = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
         save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
         manifest = {**manifest, "weights_sha256": file_sha256(tmp / "model.safetensors")}
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config}, indent=2) + "\n")
@@ -219,3 +221,13 @@ def read_log(folder) -> list[dict]:
 
 def config_dict(model_cfg: EncoderConfig, train_cfg) -> dict:
     return {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+
+
+def publish(src, dst, half: bool = True) -> Path:
+    """A copy of checkpoint `src` fit to commit: weights (float16 by default), config, tokenizer, training log and
+    manifest (which records where it came from); no optimizer state."""
+    loaded = load(src)
+    manifest = {**loaded.manifest, "published_from": {"path": str(src), "sha256": sha256(src)},
+                "weights_dtype": "float16" if half else "float32"}
+    return save(dst, model=loaded.model, tokenizer=loaded.tokenizer, config=loaded.config, log=read_log(src),
+                manifest=manifest, half=half)

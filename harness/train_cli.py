@@ -312,6 +312,17 @@ def mine_negatives_cmd(out: str = typer.Option("build/negatives.trec", "--out", 
         typer.echo(f"wrote {summary['out']}: {summary['queries']} queries, {summary['with_hits']} with hits")
 
 
+def publish_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="the trained checkpoint folder"),
+                out: str = typer.Option(..., "--out", help="where the committed copy goes, e.g. models/NAME"),
+                fp32: bool = typer.Option(False, "--fp32", help="keep float32 weights (default: float16)")):
+    """Copy a checkpoint for committing: float16 weights, config, tokenizer, log and manifest; no optimizer state."""
+    from encoder import checkpoint as ckpt
+
+    folder = ckpt.publish(Path(checkpoint), Path(out), half=not fp32)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+    typer.echo(f"wrote {folder} ({size:.1f} MB)")
+
+
 def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our checkpoint folder, a Hugging Face "
                                                                        "BERT folder, or 'minilm'"),
                out: str = typer.Option(..., "--out", help="new folder for the sentence-transformers model")):
@@ -371,5 +382,6 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("finetune")(finetune_cmd)
     app.command("mine-negatives")(mine_negatives_cmd)
     app.command("distill")(distill_cmd)
+    app.command("publish")(publish_cmd)
     app.command("export")(export_cmd)
     app.command("ablate")(ablate_cmd)

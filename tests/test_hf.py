@@ -146,3 +146,26 @@ def test_bench_export_cli(tmp_path, minilm_dir):
     again = subprocess.run([*BENCH, "export", "--checkpoint", str(minilm_dir), "--out", str(out)],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.slow
+def test_half_precision_copy_ranks_like_the_original(tmp_path, nt_corpus, minilm_dir):
+    """Committed models are stored in float16 (under 50 MB); their rankings of a real query set match float32's."""
+    full = ckpt.load(minilm_dir)
+    src = ckpt.save(tmp_path / "fp32", model=full.model, tokenizer=full.tokenizer, config=full.config, log=[],
+                    manifest={})
+    half = ckpt.publish(src, tmp_path / "fp16")
+    size = (half / "model.safetensors").stat().st_size
+    assert size < 0.55 * (src / "model.safetensors").stat().st_size
+    assert ckpt.load(half).manifest["weights_dtype"] == "float16" and not (half / "trainer_state.pt").exists()
+    qs = load_set("keyword", "nt")
+    pool = sorted({d for docs in qs.qrels.values() for d in docs} | set(nt_corpus.ids[::10]), key=nt_corpus.position.get)
+    texts, queries = [nt_corpus.text(d) for d in pool], list(qs.queries.values())
+    top = {}
+    for name, path in (("fp32", src), ("fp16", half)):
+        m = ckpt.load(path)
+        s = encode_texts(m.model, m.tokenizer, queries) @ encode_texts(m.model, m.tokenizer, texts).T
+        top[name] = np.argsort(-s, axis=1)[:, :10]
+    same = (top["fp32"] == top["fp16"]).mean()
+    assert same > 0.97, same  # a swap of two near-equal neighbours is all half precision may do
+    assert (top["fp32"][:, 0] == top["fp16"][:, 0]).mean() > 0.98
