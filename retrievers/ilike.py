@@ -78,8 +78,10 @@ def indexed_sql(words: list[str], *, table: str, op: str, param: str, match: str
         else:
             parts.append(f"SELECT pos FROM {table} WHERE text {op} {param} ESCAPE '\\'")
             params.append(like_pattern(word))
+    # The k best are cut before the join that fetches their ids (joining every matching verse cost a fifth more).
     sql = (f"SELECT v.id, m.score FROM (SELECT pos, count(*) AS score FROM ({' UNION ALL '.join(parts)}) AS h "
-           f"GROUP BY pos) AS m JOIN {table} AS v ON v.pos = m.pos ORDER BY m.score DESC, m.pos ASC LIMIT {param}")
+           f"GROUP BY pos ORDER BY score DESC, pos ASC LIMIT {param}) AS m JOIN {table} AS v ON v.pos = m.pos "
+           "ORDER BY m.score DESC, m.pos ASC")
     return sql, params
 
 
