@@ -92,33 +92,15 @@ def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str
                 continue
             got, c = naves.expand(s.refs, verses, kjv_ids)
             expand_counts += c
-            nt_chapters = [r for r in s.chapter_refs if scope_of(r) == "nt"]
-            if not got and not nt_chapters:
-                skipped["no_nt_verse"] += 1
-            elif nt_chapters:
-                skipped["nt_chapter_only_ref"] += 1  # whole chapters relevant but unjudged: incomplete
-            elif s.unparsed:
-                skipped["unparsed_ref"] += 1
-            elif c["no_such_verse"]:
-                skipped["ref_to_missing_kjv_verse"] += 1
-            elif len(got) < MIN_VERSES:
-                skipped[f"fewer_than_{MIN_VERSES}_nt_verses"] += 1
-            elif len(got) > MAX_VERSES:
-                skipped[f"more_than_{MAX_VERSES}_nt_verses"] += 1
-            else:
-                text = query_text(t.key, s.path)
-                if not text:
-                    skipped["empty_text"] += 1
-                elif len(text.split()) > MAX_QUERY_WORDS:
-                    skipped[f"more_than_{MAX_QUERY_WORDS}_query_words"] += 1
-                elif text in seen_text:
-                    skipped["duplicate_text"] += 1
-                else:
-                    seen_text.add(text)
-                    qid = f"nave-{slug}-{s.ordinal}"
-                    order = sorted(got, key=web_nt.position.__getitem__)
-                    per_topic.setdefault(t.key, []).append(
-                        {"qid": qid, "key": t.key, "text": text, "docs": order, "path": s.path})
+            text = query_text(t.key, s.path)
+            why = _skip_reason(s, got, c, text, seen_text)
+            if why:
+                skipped[why] += 1
+                continue
+            seen_text.add(text)
+            order = sorted(got, key=web_nt.position.__getitem__)
+            per_topic.setdefault(t.key, []).append(
+                {"qid": f"nave-{slug}-{s.ordinal}", "key": t.key, "text": text, "docs": order, "path": s.path})
     eligible = sum(len(v) for v in per_topic.values())
     chosen = {"dev": [], "test": []}
     for key, qs in per_topic.items():
@@ -143,6 +125,36 @@ def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str
                                for s, qs in chosen.items()},
         "unparsed_refs": sorted({(t.key, r) for t in topics for s in t.subtopics for r in s.unparsed}),
     }
+    files = _thematic_set_files(chosen, summary)
+    summary["unparsed_refs"] = len(summary["unparsed_refs"])
+    return files, summary
+
+
+def _skip_reason(s, got: list, c: Counter, text: str, seen_text: set) -> str | None:
+    """Why a Nave's subtopic line makes no query (None: it makes one)."""
+    nt_chapters = [r for r in s.chapter_refs if scope_of(r) == "nt"]
+    if not got and not nt_chapters:
+        return "no_nt_verse"
+    if nt_chapters:
+        return "nt_chapter_only_ref"  # whole chapters relevant but unjudged: incomplete
+    if s.unparsed:
+        return "unparsed_ref"
+    if c["no_such_verse"]:
+        return "ref_to_missing_kjv_verse"
+    if len(got) < MIN_VERSES:
+        return f"fewer_than_{MIN_VERSES}_nt_verses"
+    if len(got) > MAX_VERSES:
+        return f"more_than_{MAX_VERSES}_nt_verses"
+    if not text:
+        return "empty_text"
+    if len(text.split()) > MAX_QUERY_WORDS:
+        return f"more_than_{MAX_QUERY_WORDS}_query_words"
+    if text in seen_text:
+        return "duplicate_text"
+    return None
+
+
+def _thematic_set_files(chosen: dict, summary: dict) -> dict[str, str]:
     files: dict[str, str] = {}
     for split, qs in chosen.items():
         name = f"thematic-{split}"
@@ -158,8 +170,7 @@ def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str
         "test": sorted({q["key"] for q in chosen["test"]}),
         "queries": {q["qid"]: q["key"] for split in ("dev", "test") for q in chosen[split]},
     })
-    summary["unparsed_refs"] = len(summary["unparsed_refs"])
-    return files, summary
+    return files
 
 
 def _json(obj) -> str:
