@@ -2,7 +2,8 @@
 `distill(DistillConfig) -> checkpoint folder`, a phase of the one training loop (loop.py).
 
 The texts are what the contrastive pairs are made of (pairs.py, with every hold-out applied): every training verse in
-each of the five translations, one seeded span of each (what people type), and the Nave's labels of training topics.
+each of the five translations, one seeded span of each (what people type), the Nave's labels of training topics, and
+Matthew Henry's commentary sentences and chapter-outline lines.
 The teacher (ours, or a Hugging Face BERT folder such as all-MiniLM-L6-v2) encodes them once; its vectors are cached
 in the cache root keyed by the teacher's sha256 and the texts, so a second run, a resumed run and every other student
 of the same teacher skip that hour. Validation: the same loss on held-out verses (the pre-training's split) and their
@@ -61,6 +62,7 @@ class DistillConfig:
     naves: bool = True
     naves_holdout: str = "dev+test"
     spans: bool = True
+    commentary: bool = True            # Matthew Henry's commentary sentences and outline lines too
     scope: str = "all"                 # "nt": only New Testament verses (the default corpus; a quarter of the texts)
     val_fraction: float = 0.02
     val_texts: int = 1024
@@ -106,7 +108,7 @@ def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[l
                 out.append(P.span_of(pd.texts[have[int(rng.integers(len(have)))]][k], rng))
         return out
 
-    train = of(pd.train_verses) + list(pd.naves_labels)
+    train = of(pd.train_verses) + list(pd.naves_labels) + list(pd.comment_anchors)
     val = of(pd.val_verses)
     keep = lambda ts: list(dict.fromkeys(t for t in ts if t and P.norm(t) not in pd.forbidden))  # noqa: E731
     return keep(train), keep(val)
@@ -166,7 +168,7 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
         if not teacher.exists():
             raise at(teacher, None, "no such teacher checkpoint")
         pd = P.build(cfg.translations, val_fraction=cfg.val_fraction, naves=cfg.naves,
-                     naves_holdout=cfg.naves_holdout, limit=cfg.limit)
+                     naves_holdout=cfg.naves_holdout, limit=cfg.limit, commentary=cfg.commentary)
         train_t, val_t = texts(pd, cfg.seed, cfg.spans, cfg.scope)
         val_t = val_t[:cfg.val_texts]
         if not train_t:

@@ -31,7 +31,7 @@ def cfg(tmp_path, name="s", **kw) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def pairs():
-    return P.build(("web", "kjv", "asv", "ylt", "dar"), val_fraction=0.2, limit=120)
+    return P.build(("web", "kjv", "asv", "ylt", "dar"), val_fraction=0.2, limit=120, commentary=True)
 
 
 def test_texts_hold_out_validation_verses_and_committed_queries(pairs):
@@ -41,7 +41,8 @@ def test_texts_hold_out_validation_verses_and_committed_queries(pairs):
     web_val = {pairs.texts["web"][k] for k in pairs.val_verses if pairs.texts["web"][k]}
     assert web_val <= set(val) and not web_val & set(train)
     nt_train, _ = texts(pairs, 0, spans=True, scope="nt")  # limit=120 keeps Genesis 1-5 only: no NT verse
-    assert set(nt_train) == set(pairs.naves_labels) - {t for t in pairs.naves_labels if P.norm(t) in pairs.forbidden}
+    anchors = set(pairs.naves_labels) | set(pairs.comment_anchors)
+    assert set(nt_train) == {t for t in anchors if P.norm(t) not in pairs.forbidden}
 
 
 @pytest.mark.slow
