@@ -1,6 +1,7 @@
 """Texts -> L2-normalised vectors with the in-repo encoder (mean pooling over non-padding tokens)."""
 
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import numpy as np
@@ -30,9 +31,10 @@ def tokenize(tk: Tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
 
 
 def encode_texts(model: Encoder, tokenizer: Tokenizer, texts: list[str], batch_size: int = 128,
-                 device: str | torch.device | None = None, threads: int | None = None) -> np.ndarray:
+                 device: str | torch.device | None = None, threads: int | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """float32 [n, out_dim], row i for texts[i], each row of unit length. Texts are sorted by length and batched so a
-    batch pads little; the output is put back in input order."""
+    batch pads little; the output is put back in input order. `on_progress(done, total)` is called after each batch."""
     texts = list(texts)
     d = model.out_dim
     if not texts:
@@ -57,6 +59,8 @@ def encode_texts(model: Encoder, tokenizer: Tokenizer, texts: list[str], batch_s
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                     vec = model.encode(ids.to(device), attn.to(device))
                 out[rows] = vec.float().cpu().numpy()
+                if on_progress is not None:
+                    on_progress(min(k + batch_size, len(order)), len(order))
     finally:
         model.train(was)
     return out

@@ -71,14 +71,16 @@ def option_names(name: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(options_class(name)) if f.init)
 
 
-def make(name: str, corpus, **options) -> Retriever:
-    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option."""
-    return make_from(name, corpus, config_from_options(options_class(name), options, name))
+def make(name: str, corpus, on_progress=None, **options) -> Retriever:
+    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option. `on_progress(done,
+    total)`, when given, hears how far the long part of a build has got (indexing or encoding the verses)."""
+    return make_from(name, corpus, config_from_options(options_class(name), options, name), on_progress)
 
 
-def make_from(name: str, corpus, options) -> Retriever:
-    """Build `name` from an instance of its options dataclass (already checked)."""
-    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options)
+def make_from(name: str, corpus, options, on_progress=None) -> Retriever:
+    """Build `name` from an instance of its options dataclass (already checked). Every factory takes
+    `(corpus, options, on_progress=None)`; the callback is how far, never what, so it is no option and no config."""
+    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options, on_progress=on_progress)
     retriever.options = options
     return retriever
 

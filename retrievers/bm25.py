@@ -55,11 +55,11 @@ class Bm25Rm3Config(Bm25Config):
 
 
 class Bm25Retriever:
-    def __init__(self, name: str, corpus, config: Bm25Config):
+    def __init__(self, name: str, corpus, config: Bm25Config, on_progress=None):
         self.name = name
         self.config = config
         self._ids = corpus.ids
-        self.index_dir = ensure_index(corpus)
+        self.index_dir = ensure_index(corpus, on_progress=on_progress)
         self._searcher = _open_searcher(self.index_dir, len(corpus), config)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
@@ -90,14 +90,14 @@ class Bm25Retriever:
         return self._searcher.batch_search(jtexts, jqids, k, BATCH_THREADS)
 
 
-def make(corpus, config: Bm25Config) -> Bm25Retriever:
+def make(corpus, config: Bm25Config, on_progress=None) -> Bm25Retriever:
     """Options: k1, b, max_query_chars."""
-    return Bm25Retriever("bm25", corpus, _checked(config))
+    return Bm25Retriever("bm25", corpus, _checked(config), on_progress)
 
 
-def make_rm3(corpus, config: Bm25Rm3Config) -> Bm25Retriever:
+def make_rm3(corpus, config: Bm25Rm3Config, on_progress=None) -> Bm25Retriever:
     """Options: k1, b, max_query_chars, fb_terms, fb_docs, original_query_weight."""
-    return Bm25Retriever("bm25-rm3", corpus, _checked(config))
+    return Bm25Retriever("bm25-rm3", corpus, _checked(config), on_progress)
 
 
 def _checked(config: Bm25Config) -> Bm25Config:
@@ -147,17 +147,14 @@ def index_path(corpus, root: Path | None = None) -> Path:
     return (root or home()) / "indexes" / f"{corpus.corpus_id}-{digest}"
 
 
-def ensure_index(corpus, root: Path | None = None) -> Path:
+def ensure_index(corpus, root: Path | None = None, on_progress=None) -> Path:
     """The corpus's Lucene index, built on first use under the cache root (`root`, default `home()`). Returns its
-    folder."""
+    folder. A build calls `on_progress(done, total)` with the verses indexed so far."""
     final = index_path(corpus, root)
     if final.is_dir():
         return final
     if len(corpus) >= 10**6:
         raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
-    from rich.console import Console
-    from rich.progress import Progress
-
     from retrievers.pyserini_env import prepare
 
     prepare()
@@ -172,13 +169,12 @@ def ensure_index(corpus, root: Path | None = None) -> Path:
             ["-index", str(tmp / "lucene"), "-storeDocvectors", "-input", "", "-collection", "JsonCollection",
              "-threads", "1"])
         docs = [json.dumps({"id": f"{i:06d}", "contents": t}) for i, t in enumerate(corpus.texts)]
-        with Progress(console=Console(stderr=True), transient=True) as progress:  # stdout may be --json
-            task = progress.add_task(f"indexing {corpus.corpus_id} (BM25)", total=len(docs))
-            for at in range(0, len(docs), 1000):
-                added = indexer.addRawDocuments(docs[at:at + 1000])
-                if added != len(docs[at:at + 1000]):
-                    raise RuntimeError(f"Anserini indexed {added} of {len(docs[at:at + 1000])} verses")
-                progress.advance(task, added)
+        for at in range(0, len(docs), 1000):
+            added = indexer.addRawDocuments(docs[at:at + 1000])
+            if added != len(docs[at:at + 1000]):
+                raise RuntimeError(f"Anserini indexed {added} of {len(docs[at:at + 1000])} verses")
+            if on_progress is not None:
+                on_progress(at + added, len(docs))
         indexer.close()
         manifest = {**index_settings(corpus), "verses": len(corpus),
                     "build_seconds": round(time.perf_counter() - start, 2)}

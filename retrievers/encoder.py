@@ -4,6 +4,7 @@ Verse vectors are encoded once per (checkpoint sha256, corpus id) and cached; th
 committed under models/.
 """
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def checkpoint_identity(checkpoint=None) -> tuple[Path, str]:
 class EncoderRetriever:
     name = NAME
 
-    def __init__(self, corpus, checkpoint=None, batch_size: int = 128):
+    def __init__(self, corpus, checkpoint=None, batch_size: int = 128, on_progress=None):
         from encoder import checkpoint as ckpt  # torch: see checkpoint_identity
 
         path, sha = checkpoint_identity(checkpoint)
@@ -54,18 +55,21 @@ class EncoderRetriever:
         self.config = EncoderRetrieverConfig(checkpoint=str(path), checkpoint_sha256=sha,
                                              model=dict(self.ckpt.config["model"]), batch_size=int(batch_size))
         self.ids = corpus.ids
-        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, self.encode,
+        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, functools.partial(self.encode,
+                                                                                       on_progress=on_progress),
                                                         expect_dim=self.ckpt.model.out_dim)
 
-    def encode(self, texts):
+    def encode(self, texts, on_progress=None):
         from encoder.embed import encode_texts  # torch: see checkpoint_identity
 
-        return encode_texts(self.ckpt.model, self.ckpt.tokenizer, texts, batch_size=self.config.batch_size)
+        return encode_texts(self.ckpt.model, self.ckpt.tokenizer, texts, batch_size=self.config.batch_size,
+                            on_progress=on_progress)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, options: EncoderOptions) -> EncoderRetriever:
+def make(corpus, options: EncoderOptions, on_progress=None) -> EncoderRetriever:
     positive_int(options.batch_size, "encoder: batch_size")
-    return EncoderRetriever(corpus, checkpoint=options.checkpoint, batch_size=options.batch_size)
+    return EncoderRetriever(corpus, checkpoint=options.checkpoint, batch_size=options.batch_size,
+                            on_progress=on_progress)

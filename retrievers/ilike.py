@@ -123,8 +123,9 @@ class IlikeRetriever:
         self._conn.close()
 
 
-def make(corpus, config: IlikeConfig) -> IlikeRetriever:
-    """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32), index."""
+def make(corpus, config: IlikeConfig, on_progress=None) -> IlikeRetriever:
+    """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32), index.
+    `on_progress` goes unused: loading the verses into a table takes well under a second."""
     if config.backend is None:
         config = dataclasses.replace(config, backend="postgresql" if config.dsn else "sqlite")
     if config.backend not in BACKENDS:

@@ -9,12 +9,15 @@ import functools
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from corpus.errors import BadInput
 from corpus.paths import file_sha256
 from retrievers.base import positive_int
 from retrievers.dense import cached_vectors, search_with
 
 NAME = "minilm"
+CHUNK_BATCHES = 8  # batches encoded between two progress reports
 
 
 @dataclass(frozen=True)
@@ -61,24 +64,39 @@ def load_model(max_seq_length: int = 128):
 class MiniLM:
     name = NAME
 
-    def __init__(self, corpus, batch_size: int = 128):
+    def __init__(self, corpus, batch_size: int = 128, on_progress=None):
         sha = file_sha256(model_dir() / "model.safetensors")
         self.config = MiniLMConfig(model_sha256=sha, batch_size=batch_size)
         self.ids = corpus.ids
-        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, self.encode)
+        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, functools.partial(self.encode,
+                                                                                       on_progress=on_progress))
 
     @property
     def model(self):
         return load_model(self.config.max_seq_length)
 
-    def encode(self, texts):
-        return self.model.encode(texts, batch_size=self.config.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=len(texts) > 1000)
+    def encode(self, texts, on_progress=None):
+        """Unit vectors, one row per text. With `on_progress(done, total)`, encoded in chunks of whole batches taken
+        in sentence-transformers' own order (longest text first), so the batches, and the vectors, are the ones a
+        single call makes; its tqdm bar stays off (it would print on a pipe and under --json)."""
+        kw = {"batch_size": self.config.batch_size, "normalize_embeddings": True, "convert_to_numpy": True,
+              "show_progress_bar": False}
+        if on_progress is None or not texts:
+            return self.model.encode(texts, **kw)
+        order = np.argsort([-len(t) for t in texts])  # as SentenceTransformer.encode sorts
+        step, out = self.config.batch_size * CHUNK_BATCHES, None
+        for at in range(0, len(order), step):
+            rows = order[at:at + step]
+            vecs = self.model.encode([texts[i] for i in rows], **kw)
+            out = np.empty((len(texts), vecs.shape[1]), dtype=vecs.dtype) if out is None else out
+            out[rows] = vecs
+            on_progress(at + len(rows), len(texts))
+        return out
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, options: MiniLMOptions) -> MiniLM:
+def make(corpus, options: MiniLMOptions, on_progress=None) -> MiniLM:
     positive_int(options.batch_size, "minilm: batch_size")
-    return MiniLM(corpus, batch_size=options.batch_size)
+    return MiniLM(corpus, batch_size=options.batch_size, on_progress=on_progress)
