@@ -9,7 +9,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from corpus import qrels_build
@@ -24,6 +23,7 @@ from harness import gate as G
 from harness import interrupts, metrics, runner
 from harness import report as R
 from harness import worst as W
+from harness.progress import Bars
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="versebench: an evaluation harness for verse search.")
@@ -73,12 +73,13 @@ def corpus_build(translation: str = typer.Option("web", "--translation", "-t", h
     """Build (or rebuild) a corpus cache from its source and print its counts."""
     names = TRANSLATIONS if translation == "all" else (translation,)
     rows = []
-    with Progress(transient=True, disable=json_out) as progress:
-        task = progress.add_task("building corpora", total=len(names))
-        for name in names:
-            progress.update(task, description=f"building {name}")
+    with Bars(quiet=json_out) as bars:  # about 2 s a translation: one bar over the translations
+        built = bars.callback("building corpora")
+        for i, name in enumerate(names):
+            built.describe(f"building {name}")
+            built(i, len(names))
             rows.append(_corpus_stats(load_corpus(name, scope, rebuild=True)))
-            progress.advance(task)
+        built(len(names), len(names))
     if json_out:
         emit_json(rows if translation == "all" else rows[0])
         return
@@ -238,10 +239,8 @@ def run(
                                                                            fusion=fusion, dsn=dsn))
     if out:
         cfg = replace(cfg, out_root=Path(out))
-    console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=as_json) as progress:
-        report, folder = runner.run_benchmark(cfg, external=ext, progress=progress)
+    with Bars(quiet=as_json) as bars:
+        report, folder = runner.run_benchmark(cfg, external=ext, progress=bars)
     frames_written = _write_frames(report, csv)
     if as_json:
         emit_json(report)
@@ -279,9 +278,10 @@ def search(
     name = _expand_retrievers([retriever])[0]
     corpus = load_corpus(translation, scope)
     opts = _retriever_options([name], checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn)[name]
-    r = make(name, corpus, **opts)
-    explained = getattr(r, "search_explained", None)  # the hybrid: one retrieval, fused and explained
-    run, parts = explained({"q": query}, k) if explained else (r.search({"q": query}, k), None)
+    with Bars(quiet=as_json) as bars:  # a first search builds the index or encodes the verses (the hybrid: on search)
+        r = make(name, corpus, on_progress=bars.callback(f"{name}: {corpus.corpus_id} verses"), **opts)
+        explained = getattr(r, "search_explained", None)  # the hybrid: one retrieval, fused and explained
+        run, parts = explained({"q": query}, k) if explained else (r.search({"q": query}, k), None)
     parts = parts and parts["q"]  # {docid: {part: (score, rank)}}
     hits = strict_order(run, corpus.position).get("q", {})
     ranked = sorted(hits.items(), key=lambda kv: -kv[1])
@@ -356,10 +356,9 @@ def gate(
     """Refuse an encoder checkpoint that is significantly worse than the committed baseline (exit 1); on failure,
     show the five queries that fell most on each failing metric."""
     err = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=True) as progress:
+    with Bars(quiet=as_json, console=err) as bars:
         verdict = G.run(checkpoint, baseline, set_, tolerance, alpha, stat_test, verdict_path, update_baseline,
-                        allow_dirty, progress=progress)
+                        allow_dirty, progress=bars)
     if summary:
         atomic_write_text(summary, W.gate_summary(verdict.to_dict()))
     if as_json:

@@ -23,6 +23,7 @@ from corpus.qsets import QuerySet, external_set, format_run, load_set, read_set,
 from harness import interrupts
 from harness import metrics as M
 from harness import report as R
+from harness.progress import Bars
 
 MAX_K = 1000
 STAT_TESTS = ("student", "fisher")
@@ -102,8 +103,10 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
     return {"results": results, "per_query": per_query, "significance": sig}
 
 
-def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=None) -> tuple[dict, Path]:
-    """Runs every retriever over every set; returns (report, folder written)."""
+def run_benchmark(cfg: RunConfig, external: QuerySet | None = None,
+                  progress: Bars | None = None) -> tuple[dict, Path]:
+    """Runs every retriever over every set; returns (report, folder written). `progress`: the bars to show it on (a
+    bar for the run's steps, one for each retriever's build: indexing or encoding the verses)."""
     from retrievers.base import config_dict, make, run_key  # here, not at the top: numpy's start-up, not for `bench --help`
 
     check(cfg)
@@ -123,17 +126,24 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     tmp = root / interrupts.temp_name(stamp)
     tmp.mkdir(parents=True, exist_ok=False)
+    bars = progress or Bars(enabled=False)
+    overall, done, steps = bars.callback("run", keep=True), 0, len(cfg.retrievers) * (1 + len(sets)) + len(sets)
     try:
         timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
         held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
         for rname in cfg.retrievers:
+            overall.describe(f"building {rname}")
+            overall(done, steps)
             t0 = time.perf_counter()
-            retriever = make(rname, corpus, **cfg.options.get(rname, {}))
+            retriever = make(rname, corpus, on_progress=bars.callback(f"{rname}: {corpus.corpus_id} verses"),
+                             **cfg.options.get(rname, {}))
             built = time.perf_counter() - t0
+            done += 1
             configs[rname] = config_dict(retriever)
             timings[rname] = {"build_s": round(built, 3), "search_s": {}, "queries_per_s": {}}
             for qs in sets:
-                task = progress.add_task(f"{rname} on {qs.name}", total=None) if progress else None
+                overall.describe(f"{rname} on {qs.name}")
+                overall(done, steps)
                 t0 = time.perf_counter()
                 fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
                 raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries,
@@ -141,15 +151,18 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress=Non
                 held[qs.name][run_key(rname, retriever.options, cfg.k)] = raw
                 run = strict_order(raw, corpus.position)
                 dt = time.perf_counter() - t0
-                if progress:
-                    progress.remove_task(task)
+                done += 1
                 timings[rname]["search_s"][qs.name] = round(dt, 3)
                 timings[rname]["queries_per_s"][qs.name] = round(len(qs.queries) / dt, 1) if dt > 0 else None
                 runs_by_set[qs.name][rname] = run
                 atomic_write_text(tmp / "runs" / qs.name / f"{rname}.trec", format_run(run, rname))
         report = R.new_report(corpus, cfg, configs, timings, sets)
         for qs in sets:
+            overall.describe(f"evaluating {qs.name}")
+            overall(done, steps)
             ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
+            done += 1
+            overall(done, steps)
             for key in ("results", "per_query", "significance"):
                 report[key][qs.name] = ev[key]
         R.write_report(report, tmp)
