@@ -234,7 +234,11 @@ def batch_indices(lengths: np.ndarray, batch_size: int, seed: int, step: int, bu
 
 def collate(w: Windows, rows, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad to the longest row in the batch (not to max_len: short batches cost less). -> ids, attention [B, T]."""
-    seqs = [w.row(int(i)) for i in rows]
+    return pad_rows([w.row(int(i)) for i in rows], pad_id)
+
+
+def pad_rows(seqs, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id rows -> ids and attention [B, T], padded to the longest row."""
     T = max(len(s) for s in seqs)
     ids = np.full((len(seqs), T), pad_id, dtype=np.int64)
     attn = np.zeros((len(seqs), T), dtype=np.int64)

@@ -33,6 +33,7 @@ from encoder import checkpoint as ckpt
 from encoder import distributed as D
 from encoder import loop as L
 from encoder import pairs as P
+from encoder.data import pad_rows
 from encoder.embed import tokenize
 from encoder.negatives import Negatives
 
@@ -156,13 +157,7 @@ def pack(tk, texts: list[str], max_len: int, pad_id: int, device, rows: int = CH
     order = np.argsort([len(s) for s in seqs], kind="stable")
     chunks = []
     for k in range(0, len(order), rows):
-        part = [seqs[i] for i in order[k:k + rows]]
-        T = max(len(s) for s in part)
-        ids = np.full((len(part), T), pad_id, dtype=np.int64)
-        attn = np.zeros((len(part), T), dtype=np.int64)
-        for b, s in enumerate(part):
-            ids[b, :len(s)] = s
-            attn[b, :len(s)] = 1
+        ids, attn = pad_rows([seqs[i] for i in order[k:k + rows]], pad_id)
         chunks.append((torch.from_numpy(ids).to(device), torch.from_numpy(attn).to(device)))
     inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(device)
     return Packed(tuple(chunks), inverse, sum(len(s) for s in seqs))

@@ -26,7 +26,6 @@ def plot_training(log: list[dict], out: str | Path, title: str = "", reference: 
 
     steps = np.array([r["step"] for r in log])
     loss = np.array([r["loss"] for r in log])
-    gn = np.array([r["grad_norm"] for r in log])
     val = [(r["step"], r["val_loss"]) for r in log if "val_loss" in r]
     window = max(1, len(log) // 50)
 
@@ -46,25 +45,8 @@ def plot_training(log: list[dict], out: str | Path, title: str = "", reference: 
     ax1.legend(loc="upper right", fontsize=8)
     ax1.set_title(title or "MLM pre-training")
 
-    ax2.plot(steps, gn, color="tab:green", alpha=0.35, lw=0.8, label="grad norm before clipping")
-    ax2.plot(steps, smooth(gn, window), color="tab:green", lw=1.6, label=f"grad norm (mean of {window} steps)")
-    ax2.set_yscale("log")
-    ax2.set_ylabel("global grad norm")
-    ax2.set_xlabel("optimizer step")
-    ax2.grid(alpha=0.3, which="both")
-    lr_ax = ax2.twinx()
-    lr_ax.plot(steps, [r["lr"] for r in log], color="tab:purple", lw=1, ls=":", label="learning rate")
-    lr_ax.set_ylabel("learning rate", color="tab:purple")
-    lines = ax2.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
-    labels = ax2.get_legend_handles_labels()[1] + lr_ax.get_legend_handles_labels()[1]
-    ax2.legend(lines, labels, loc="upper right", fontsize=8)
-    fig.tight_layout()
-
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(out, buf.getvalue())
+    _grad_norm_panel(ax2, steps, log, window)
+    return _save(fig, out)
 
 
 def plot_finetune(log: list[dict], out: str | Path, title: str = "") -> Path:
@@ -107,22 +89,33 @@ def plot_finetune(log: list[dict], out: str | Path, title: str = "") -> Path:
     ax2.grid(alpha=0.3)
     ax2.legend(loc="upper right", fontsize=8)
 
+    _grad_norm_panel(ax3, steps, log, window)
+    return _save(fig, out)
+
+
+def _grad_norm_panel(ax, steps, log: list[dict], window: int) -> None:
+    """Gradient norm before clipping (raw and smoothed, log scale) with the learning rate on a second axis."""
     gn = np.array([r["grad_norm"] for r in log])
-    ax3.plot(steps, gn, color="tab:green", alpha=0.35, lw=0.8, label="grad norm before clipping")
-    ax3.plot(steps, smooth(gn, window), color="tab:green", lw=1.6, label=f"grad norm (mean of {window} steps)")
-    ax3.set_yscale("log")
-    ax3.set_ylabel("global grad norm")
-    ax3.set_xlabel("optimizer step")
-    ax3.grid(alpha=0.3, which="both")
-    lr_ax = ax3.twinx()
+    ax.plot(steps, gn, color="tab:green", alpha=0.35, lw=0.8, label="grad norm before clipping")
+    ax.plot(steps, smooth(gn, window), color="tab:green", lw=1.6, label=f"grad norm (mean of {window} steps)")
+    ax.set_yscale("log")
+    ax.set_ylabel("global grad norm")
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3, which="both")
+    lr_ax = ax.twinx()
     lr_ax.plot(steps, [r["lr"] for r in log], color="tab:purple", lw=1, ls=":", label="learning rate")
     lr_ax.set_ylabel("learning rate", color="tab:purple")
-    h1, l1 = ax3.get_legend_handles_labels()
+    h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = lr_ax.get_legend_handles_labels()
-    ax3.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
-    fig.tight_layout()
+    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
 
+
+def _save(fig, out) -> Path:
     import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

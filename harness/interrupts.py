@@ -128,7 +128,9 @@ def _on_signal(signum, frame) -> None:
 def _watchdog(read_fd: int) -> None:
     signum = None
     while signum is None:
-        signum = next((b for b in os.read(read_fd, 64) if b in SIGNALS), None)
+        # A signal whose handler is no longer ours is someone else's to handle: the training loop takes SIGINT to
+        # finish its step and save, which may take longer than the grace period.
+        signum = next((b for b in os.read(read_fd, 64) if b in SIGNALS and signal.getsignal(b) is _on_signal), None)
     time.sleep(GRACE_S)  # the command's own cleanup runs meanwhile; a command that ends in time never gets here
     _leave(_state["signum"] or signum, forced=True)
 

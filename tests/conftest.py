@@ -17,3 +17,15 @@ def nt_corpus():
     from corpus.bible import load_corpus
 
     return load_corpus("web", "nt")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for training tests: the CI box is small and shared, and one thread is steadier than two
+    fighting other jobs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

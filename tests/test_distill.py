@@ -6,7 +6,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 
 from corpus.errors import BadInput
 from encoder import checkpoint as ckpt
@@ -15,12 +14,7 @@ from encoder.distill import DistillConfig, distill, texts
 from encoder.embed import encode_texts
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(tmp_path, name="s", **kw) -> DistillConfig:

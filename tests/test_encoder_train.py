@@ -18,13 +18,7 @@ from encoder.loop import clip_gradients, lr_factor
 from encoder.train import TrainConfig, preset_config, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CI box is small and shared: one intra-op thread is steadier than two fighting other jobs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(tmp_path, **kw) -> TrainConfig:

@@ -151,3 +151,20 @@ def test_usage_errors_and_exit_codes_are_unchanged_by_the_signal_handling():
     assert p.returncode == 2 and "No such option" in p.stderr
     assert bench("--help").returncode == 0
     assert os.environ.get("NUMBA_CACHE_DIR")  # set once by tests/conftest.py, as the CLI's main sets it
+
+
+@pytest.mark.slow
+def test_the_watchdog_leaves_a_signal_that_another_handler_took(tmp_path):
+    """Seen: the training loop takes SIGINT to finish its step and save; the watchdog, woken by the same signal,
+    killed the process 5 s later (exit 130) in the middle of that save. A handler that is not ours is not ours to
+    hurry."""
+    code = ("import os, signal, time\n"
+            "from harness import interrupts\n"
+            "interrupts.install('test')\n"
+            "got = []\n"
+            "signal.signal(signal.SIGINT, lambda *a: got.append(1))\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(interrupts.GRACE_S + 1.5)\n"
+            "print('alive', got)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "alive [1]", (r.returncode, r.stdout, r.stderr)
