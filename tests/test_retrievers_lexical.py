@@ -1,6 +1,5 @@
 """Retriever protocol and registry, ilike (SQLite) and bm25 / bm25-rm3 (Pyserini's Lucene), on real WEB verses."""
 
-import math
 import os
 import random
 import re
