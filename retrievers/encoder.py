@@ -19,7 +19,7 @@ DEFAULT_CHECKPOINT = REPO / "models" / "versebench-small"
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    checkpoint: str | None = None  # a checkpoint folder; default: the committed models/versebench-small
+    checkpoint: str | None = None  # a checkpoint folder, a Hugging Face BERT folder or "minilm"; default: DEFAULT_CHECKPOINT
     batch_size: int = 128
 
 
@@ -35,8 +35,9 @@ def checkpoint_identity(checkpoint=None) -> tuple[Path, str]:
     """(folder, sha256) of the checkpoint a retriever would load; BadInput when there is none. The hybrid names its
     dense side with it without loading the model."""
     from encoder import checkpoint as ckpt  # here, not at the top: it imports torch (seconds), not needed for --help
+    from encoder.hf import resolve
 
-    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    path = resolve(str(checkpoint)) if checkpoint else DEFAULT_CHECKPOINT
     if not path.exists():
         raise BadInput(f"{path}: no such checkpoint folder (train one with `bench train` / `bench finetune`)")
     if not path.is_dir():
