@@ -155,7 +155,7 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
         model.load_state_dict(weights)
         model.to(device).eval()
         return Checkpoint(folder, model, tk, {"format": FORMAT, "model": asdict(mcfg), "hf_config": raw},
-                          {"imported_from": "huggingface", "path": str(folder)})
+                          {"imported_from": "huggingface", "path": hf.shown(folder)})
     cfg = read_config(folder)
     try:
         mcfg = EncoderConfig.from_dict(cfg["model"])

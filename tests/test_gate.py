@@ -54,7 +54,7 @@ def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [Path(v.meta["run_folder"]).name]
     assert G.Verdict.from_dict(json.loads(verdict_path.read_text())) == v
     assert v.passed and not v.failed and v.baseline == "reports/baseline.json"  # the repository's, whatever the CWD
-    assert v.candidate == "models/versebench-small"
+    assert v.candidate == DEFAULT_CHECKPOINT.relative_to(REPO).as_posix()
     assert {r.set for r in v.rows} == set(G.GATE_SETS)
     assert all(r.delta == 0.0 and r.status == "unchanged" for r in v.rows)
     # round trip: what was written reads back to the same verdict
@@ -116,7 +116,7 @@ def test_a_baseline_written_with_allow_dirty_says_so():
     report = json.loads(BASELINE.read_text())
     assert G.to_baseline(report, DEFAULT_CHECKPOINT)["meta"]["gate"].get("allow_dirty") is None
     meta = G.to_baseline(report, DEFAULT_CHECKPOINT, allow_dirty=True)["meta"]["gate"]
-    assert meta["allow_dirty"] is True and meta["checkpoint"] == "models/versebench-small"
+    assert meta["allow_dirty"] is True and meta["checkpoint"] == DEFAULT_CHECKPOINT.relative_to(REPO).as_posix()
 
 
 def test_classify_needs_both_size_and_significance():
