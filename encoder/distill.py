@@ -114,16 +114,21 @@ def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[l
     return keep(train), keep(val)
 
 
-def teacher_vectors(teacher: Path, all_texts: list[str], root: Path) -> np.ndarray:
-    """float32 [n, d] for `all_texts`, computed once per (teacher sha256, texts) and cached under `root`."""
+def teacher_vectors(teacher: Path, all_texts: list[str], root: Path, on_progress=None) -> np.ndarray:
+    """float32 [n, d] for `all_texts`, computed once per (teacher sha256, texts) and cached under `root`.
+    `on_progress(done, total)` after each chunk (the teacher's pass takes minutes on a CPU)."""
     sha = ckpt.sha256(teacher)
     key = hashlib.sha256(json.dumps(all_texts).encode()).hexdigest()[:16]
     path = root / "distill" / f"teacher-{sha[:16]}-{key}.npy"
     if path.is_file():
         return np.load(path).astype(np.float32)
     t = ckpt.load(teacher)
-    vecs = np.concatenate([encode_texts(t.model, t.tokenizer, all_texts[k:k + 4096])
-                           for k in range(0, len(all_texts), 4096)]) if all_texts else np.zeros((0, 1), np.float32)
+    parts = []
+    for k in range(0, len(all_texts), 4096):
+        parts.append(encode_texts(t.model, t.tokenizer, all_texts[k:k + 4096]))
+        if on_progress is not None:
+            on_progress(min(k + 4096, len(all_texts)), len(all_texts))
+    vecs = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     half = vecs.astype(np.float16)  # half the disk; cosines move by < 1e-3
     buf = io.BytesIO()
     np.save(buf, half)
@@ -158,8 +163,9 @@ def distill_loss(model: Encoder, packed, target: torch.Tensor, loss: str) -> tor
 
 
 def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: bool = False,
-            on_step: Callable[[dict, int], None] | None = None) -> Path:
-    """Distil (or continue) and return the checkpoint folder `cfg.out`. `root`: the cache root for teacher vectors."""
+            on_step: Callable[[dict, int], None] | None = None, on_progress=None) -> Path:
+    """Distil (or continue) and return the checkpoint folder `cfg.out`. `root`: the cache root for teacher vectors;
+    `on_progress(done, total)`: the teacher's pass over the texts, when it runs."""
     check_config(cfg)
     d, device = D.setup(cfg.device)
     try:
@@ -173,7 +179,7 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
         val_t = val_t[:cfg.val_texts]
         if not train_t:
             raise BadInput("no distillation texts: the selected verses are all held out")
-        vecs = torch.from_numpy(teacher_vectors(teacher, train_t + val_t, root)).to(device)
+        vecs = torch.from_numpy(teacher_vectors(teacher, train_t + val_t, root, on_progress)).to(device)
         train_v, val_v = vecs[:len(train_t)], vecs[len(train_t):]
         torch.manual_seed(cfg.seed)
         if resume:

@@ -151,32 +151,34 @@ class _StepPrinter:
     """Progress of a training phase: a rich bar on a terminal; otherwise a log line every 2% of the steps and on
     every validation. Under torchrun only rank 0 reports. Called as on_step(record, total)."""
 
-    def __init__(self, title: str, total: int, fields: list[tuple[str, str]]):
+    def __init__(self, title: str, total: int, fields: list[tuple[str, str]], bars=None):
         from encoder.distributed import from_env
 
         self.main = from_env().main
         self.interactive = sys.stderr.isatty() and self.main
         self.title, self.total, self.fields, self.every = title, total, fields, max(1, total // 50)
+        self.shared = bars.progress if bars is not None and bars.enabled else None  # rich allows one live display
 
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn(f"[bold]{self.title}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[text]}"), TimeRemainingColumn(), disable=not self.interactive)
-        self.bar.__enter__()
-        self.task = self.bar.add_task(self.title, total=self.total, text="")
+        self.bar = self.shared or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                           TimeRemainingColumn(), disable=not self.interactive)
+        if self.shared is None:
+            self.bar.__enter__()
+        self.task = self.bar.add_task(f"[bold]{self.title}", total=self.total)
         self.last_val = ""
         return self
 
     def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
+        return None if self.shared is not None else self.bar.__exit__(*exc)
 
     def __call__(self, rec: dict, total: int) -> None:
         shown = " ".join(f"{k} {rec[k]:{f}}" for k, f in self.fields if k in rec and not k.startswith("val_"))
         val = " ".join(f"{k} {rec[k]:{f}}" for k, f in self.fields if k in rec and k.startswith("val_"))
         self.last_val = val or self.last_val
-        self.bar.update(self.task, completed=rec["step"],
-                        text=f"{shown}  {self.last_val}  {rec['tokens_per_s']:.0f} tok/s")
+        self.bar.update(self.task, completed=rec["step"], description=f"[bold]{self.title}[/]  {shown}  "
+                                                                     f"{self.last_val}  {rec['tokens_per_s']:.0f} tok/s")
         if not self.interactive and self.main and (rec["step"] % self.every == 0 or val or rec["step"] == total):
             typer.echo(f"step {rec['step']}/{total} {shown} lr {rec['lr']:.2e} grad_norm {rec['grad_norm']:.3f} "
                        f"tok/s {rec['tokens_per_s']:.0f}" + (f" {val}" if val else ""), err=True)
@@ -281,6 +283,7 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
     from encoder import loop as L
     from encoder.distill import DistillConfig, distill
     from encoder.distributed import resolve_device
+    from harness.progress import Bars
 
     resolve_device(device)
     L.set_threads(threads)
@@ -292,8 +295,12 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
         cfg = L.resumed_config(DistillConfig, "distill", folder, given)
     else:
         cfg = DistillConfig.from_dict({k: v for k, v in given.items() if v is not None})
-    with _StepPrinter("distill", cfg.steps, [("loss", ".4f"), ("val_loss", ".4f"), ("val_cos", ".4f")]) as printer:
-        path = distill(cfg, root=home(), resume=resume, overwrite=overwrite, on_step=printer)
+    with Bars(quiet=as_json) as bars:  # the teacher's pass: minutes on a CPU, once per teacher and texts
+        teacher_bar = bars.callback("teacher encoding the texts")
+        with _StepPrinter("distill", cfg.steps, [("loss", ".4f"), ("val_loss", ".4f"), ("val_cos", ".4f")],
+                          bars) as printer:
+            path = distill(cfg, root=home(), resume=resume, overwrite=overwrite, on_step=printer,
+                           on_progress=teacher_bar)
     _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val cos {m['final_val_cos']}")
 
 
