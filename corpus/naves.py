@@ -34,10 +34,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from corpus.bible import sword_dir
 from corpus.books import BOOKS
 from corpus.errors import at
 
-MODULE_DIR = Path("/usr/share/sword/modules/lexdict/zld/nave")
+MODULE = "modules/lexdict/zld/nave"  # under the SWORD folder ($SWORD_PATH, default /usr/share/sword), as the Bibles
 ONE_CHAPTER_BOOKS = ("Obad", "Phlm", "2John", "3John", "Jude")
 _BOOK_INDEX = {b: i for i, b in enumerate(BOOKS)}
 
@@ -56,9 +57,10 @@ def _u32s(buf: bytes, offset: int, n: int, path) -> tuple[int, ...]:
     return struct.unpack_from(f"<{n}I", buf, offset)
 
 
-def read_entries(module_dir: Path = MODULE_DIR) -> dict[str, str]:
-    """Every key -> its TEI text, in the module's (alphabetical) key order."""
-    base = Path(module_dir) / "nave"
+def read_entries(module_dir: Path | None = None) -> dict[str, str]:
+    """Every key -> its TEI text, in the module's (alphabetical) key order. Default: the SWORD folder the Bibles are
+    read from (`corpus.bible.sword_dir`, which $SWORD_PATH moves)."""
+    base = Path(module_dir if module_dir is not None else sword_dir() / MODULE) / "nave"
     try:
         idx, dat, zdx, zdt = (Path(f"{base}.{ext}").read_bytes() for ext in ("idx", "dat", "zdx", "zdt"))
     except FileNotFoundError as e:

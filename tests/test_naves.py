@@ -143,3 +143,12 @@ def test_reader_refuses_broken_modules(tmp_path):
     (tmp_path / "nave.zdx").write_bytes(b"\0\0\0\0")  # half a record
     with pytest.raises(BadInput, match="nave.zdx.*truncated"):
         naves.read_entries(tmp_path)
+
+
+def test_the_module_is_found_where_sword_path_points(tmp_path, monkeypatch):
+    """Seen: the Bibles followed $SWORD_PATH, Nave's stayed at /usr/share/sword."""
+    from corpus.errors import BadInput
+
+    monkeypatch.setenv("SWORD_PATH", str(tmp_path))
+    with pytest.raises(BadInput, match=str(tmp_path)):
+        naves.read_entries()
