@@ -48,8 +48,6 @@ def _rows(rep: dict, only) -> list[str]:
 def pairs(reports: list[tuple[str, dict]], only=()) -> list[tuple[Side, Side]]:
     """(A, B) pairs: the same retriever in two reports, a report's only row against the other's, or two rows of one
     report (in `-r` order when given)."""
-    from harness.compare import label_of
-
     if len(reports) == 1:
         (path, rep), = reports
         rows = _rows(rep, only)
