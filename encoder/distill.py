@@ -79,7 +79,7 @@ class DistillConfig:
 
 
 def check_config(cfg: DistillConfig) -> None:
-    problems = L.check_common(cfg, "distill")
+    problems = L.check_common(cfg)
     if cfg.loss not in LOSSES:
         problems.append(f"loss must be one of {'|'.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.init is None and cfg.preset not in PRESETS:
@@ -114,10 +114,9 @@ def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[l
     return keep(train), keep(val)
 
 
-def teacher_vectors(teacher: Path, all_texts: list[str], root: Path, on_progress=None) -> np.ndarray:
-    """float32 [n, d] for `all_texts`, computed once per (teacher sha256, texts) and cached under `root`.
+def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], root: Path, on_progress=None) -> np.ndarray:
+    """float32 [n, d] for `all_texts`, computed once per (teacher sha256 `sha`, texts) and cached under `root`.
     `on_progress(done, total)` after each chunk (the teacher's pass takes minutes on a CPU)."""
-    sha = ckpt.sha256(teacher)
     key = hashlib.sha256(json.dumps(all_texts).encode()).hexdigest()[:16]
     path = root / "distill" / f"teacher-{sha[:16]}-{key}.npy"
     if path.is_file():
@@ -179,7 +178,8 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
         val_t = val_t[:cfg.val_texts]
         if not train_t:
             raise BadInput("no distillation texts: the selected verses are all held out")
-        vecs = torch.from_numpy(teacher_vectors(teacher, train_t + val_t, root, on_progress)).to(device)
+        teacher_sha = ckpt.sha256(teacher)  # hashes 46 MB of weights: once, for the cache key and the manifest
+        vecs = torch.from_numpy(teacher_vectors(teacher, teacher_sha, train_t + val_t, root, on_progress)).to(device)
         train_v, val_v = vecs[:len(train_t)], vecs[len(train_t):]
         torch.manual_seed(cfg.seed)
         if resume:
@@ -187,15 +187,16 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
             model, tk, init_manifest = start.model, start.tokenizer, start.manifest.get("init_manifest", {})
         else:
             model, tk, init_manifest = student(cfg, vecs.shape[1], device, lambda: train_t)
-        return L.run(_phase(cfg, model, tk, teacher, train_t, train_v, val_t, val_v, init_manifest, d, device),
+        return L.run(_phase(cfg, model, tk, (teacher, teacher_sha), train_t, train_v, val_t, val_v, init_manifest, d,
+                            device),
                      d, device, out, resume=resume, on_step=on_step)
     finally:
         D.teardown(d)
 
 
-def _phase(cfg, model, tk, teacher, train_t, train_v, val_t, val_v, init_manifest, d, device) -> L.Phase:
+def _phase(cfg, model, tk, teacher_id, train_t, train_v, val_t, val_v, init_manifest, d, device) -> L.Phase:
     max_len, pad = min(cfg.max_len, model.cfg.max_len), model.cfg.pad_id
-    teacher_sha = ckpt.sha256(teacher)
+    teacher, teacher_sha = teacher_id
 
     def step(module, s: int):
         rng = np.random.default_rng([cfg.seed, s, 5])  # the batch of step s: a function of (seed, s) alone

@@ -79,7 +79,7 @@ class FinetuneConfig:
 
 
 def check_config(cfg: FinetuneConfig) -> None:
-    problems = L.check_common(cfg, "finetune")
+    problems = L.check_common(cfg)
     for name in ("val_per_kind", "val_batch"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -117,7 +117,9 @@ def to_ours(w: dict[str, torch.Tensor], cfg: EncoderConfig, where) -> dict[str, 
     missing from a sentence-transformers export stay as initialised."""
     model = Encoder(cfg)
     out = dict(model.state_dict())
-    for hf, ours in _renames(cfg.n_layer).items():
+    renames = _renames(cfg.n_layer)
+    hf_of = {ours: hf for hf, ours in renames.items()}
+    for hf, ours in renames.items():
         if hf in w:
             out[ours] = w[hf]
     for i in range(cfg.n_layer):
@@ -130,7 +132,7 @@ def to_ours(w: dict[str, torch.Tensor], cfg: EncoderConfig, where) -> dict[str, 
     for k, v in model.state_dict().items():
         if k.startswith(("head_", "decoder_bias")):
             continue
-        hf_name = next((h for h, o in _renames(cfg.n_layer).items() if o == k), None)
+        hf_name = hf_of.get(k)
         if hf_name is not None and hf_name not in w:
             raise at(where, None, f"not a BERT state dict: {hf_name} is missing")
         if tuple(out[k].shape) != tuple(v.shape):

@@ -80,7 +80,7 @@ def same_training(stored: dict, cfg, where: Path, verb: str = "trained") -> None
         raise at(where, None, f"cannot resume: the checkpoint was {verb} with " + ", ".join(diffs))
 
 
-def check_common(cfg, what: str) -> list[str]:
+def check_common(cfg) -> list[str]:
     """Problems with the fields every phase's config has."""
     problems = []
     if cfg.optimizer not in OPTIMIZERS:

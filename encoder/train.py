@@ -78,7 +78,7 @@ def preset_config(preset: str, **overrides) -> TrainConfig:
 
 
 def check_config(cfg: TrainConfig) -> None:
-    problems = L.check_common(cfg, "train")
+    problems = L.check_common(cfg)
     if cfg.preset not in PRESETS:
         problems.append(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
     if cfg.schedule not in L.SCHEDULES:
