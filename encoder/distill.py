@@ -114,17 +114,19 @@ def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[l
     return keep(train), keep(val)
 
 
-def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], root: Path, on_progress=None) -> np.ndarray:
+def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], root: Path, on_progress=None,
+                    device: str | torch.device = "cpu") -> np.ndarray:
     """float32 [n, d] for `all_texts`, computed once per (teacher sha256 `sha`, texts) and cached under `root`.
-    `on_progress(done, total)` after each chunk (the teacher's pass takes minutes on a CPU)."""
+    `on_progress(done, total)` after each chunk (the teacher's pass takes minutes on a CPU). `device`: where the
+    teacher runs; the training's own device (on a GPU machine the pass on its CPU took three minutes of a lease)."""
     key = hashlib.sha256(json.dumps(all_texts).encode()).hexdigest()[:16]
     path = root / "distill" / f"teacher-{sha[:16]}-{key}.npy"
     if path.is_file():
         return np.load(path).astype(np.float32)
-    t = ckpt.load(teacher)
+    t = ckpt.load(teacher, device)
     parts = []
     for k in range(0, len(all_texts), 4096):
-        parts.append(encode_texts(t.model, t.tokenizer, all_texts[k:k + 4096]))
+        parts.append(encode_texts(t.model, t.tokenizer, all_texts[k:k + 4096], batch_size=512))
         if on_progress is not None:
             on_progress(min(k + 4096, len(all_texts)), len(all_texts))
     vecs = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
@@ -179,7 +181,8 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
         if not train_t:
             raise BadInput("no distillation texts: the selected verses are all held out")
         teacher_sha = ckpt.sha256(teacher)  # hashes 46 MB of weights: once, for the cache key and the manifest
-        vecs = torch.from_numpy(teacher_vectors(teacher, teacher_sha, train_t + val_t, root, on_progress)).to(device)
+        vecs = torch.from_numpy(teacher_vectors(teacher, teacher_sha, train_t + val_t, root, on_progress,
+                                                 device)).to(device)
         train_v, val_v = vecs[:len(train_t)], vecs[len(train_t):]
         torch.manual_seed(cfg.seed)
         if resume:

@@ -201,20 +201,19 @@ def students(work: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str
     from encoder.distill import DistillConfig, distill
     from encoder.finetune import FinetuneConfig, finetune
     home = Path(os.environ["VERSEBENCH_HOME"])
-    common = small(smoke, dict(teacher=str(teacher), preset="small", loss="cosine", steps=4000, batch_size=256,
-                               lr=5e-4, warmup=200, scope="all", eval_every=1000, save_every=4000, device=dev),
+    common = small(smoke, dict(teacher=str(teacher), preset="small", loss="cosine", steps=2500, batch_size=256,
+                               lr=5e-4, warmup=150, scope="all", eval_every=500, save_every=2500, device=dev),
                    limit=300)
-    variants = {"st-own": dict(init=str(mlm)) if mlm else None, "st-bert": dict(tokenizer="bert-base-uncased")}
-    for label, extra in variants.items():
-        if extra is None:
-            continue
-        left = until - time.monotonic() - 60  # the contrastive stage and packing come after
+    variants = {"st-own": dict(init=str(mlm)) if mlm else dict(tokenizer="wordpiece-8192"),
+                "st-bert": dict(tokenizer="bert-base-uncased")}
+    for i, (label, extra) in enumerate(variants.items()):
+        left = until - time.monotonic() - 45  # the contrastive stage and packing come after
         if left < 30:
             log(f"{label}: skipped, {left:.0f} s left")
             continue
         t0 = time.perf_counter()
-        trained(distill, DistillConfig(**{**common, **extra, "out": str(work / label)}), min(80.0, left / 2),
-                root=home)
+        trained(distill, DistillConfig(**{**common, **extra, "out": str(work / label)}),
+                min(80.0, left / (len(variants) - i)), root=home)
         log(f"{label}: {time.perf_counter() - t0:.1f} s")
         judge(label, work / label)
     done = [k for k in variants if k in judge.scores]
@@ -308,6 +307,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/vb-gpu"))
     ap.add_argument("--budget", type=float, default=540)
+    ap.add_argument("--stages", default="fine-tunes,mlm,students", help="which stages, comma-separated")
+    ap.add_argument("--teacher", type=Path, help="the students' teacher when the fine-tunes stage is left out")
+    ap.add_argument("--row", default="0.2,0.3,0.3,0.2", help="the pair mix of the students' contrastive stage "
+                                                              "when the fine-tunes stage is left out")
     ap.add_argument("--smoke", action="store_true", help="seconds on the CPU: every stage with a few steps")
     args = ap.parse_args()
     start = time.monotonic()
@@ -321,11 +324,13 @@ def main() -> None:
              "peak_bf16_tflops": peak_bf16()}
     log(f"facts: {facts}")
     judge = Judge(args.work / "runs")
-    row, teacher, mlm = {}, None, None
+    row, teacher, mlm = {"mix": tuple(map(float, args.row.split(",")))}, args.teacher, None
     stages = [("fine-tunes", lambda: fine_tunes(args.work, judge, dev, args.smoke, until)),
               ("mlm", lambda: pretrain(args.work, dev, args.smoke, min(45.0, (until - time.monotonic()) * 0.2))),
               ("students", lambda: students(args.work, judge, teacher, mlm, dev, args.smoke, until, row))]
     for name, stage in stages:
+        if name not in args.stages.split(","):
+            continue
         if time.monotonic() > until - 20:
             log(f"{name}: skipped (budget)")
             continue
