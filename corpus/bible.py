@@ -34,9 +34,10 @@ glossary to Rev 22:21: the verse is cut at the glossary div. pythonbible's text 
 
 SWORD modules are read from $SWORD_PATH (default /usr/share/sword, where the Debian packages put them).
 
-Cache: `home()/corpus/<translation>.tsv` (`id<TAB>text` per verse, whole Bible, canonical order: exactly the bytes
-whose sha256 is the content hash; a scope is one byte range of it, OT then NT) plus `<translation>.manifest.json`
-(sources, versions, per-scope byte ranges, sha256s and counts), written atomically (text first, manifest last).
+Cache: `<home>/corpus/<translation>.tsv`, `home` being the cache root the caller passes in (`id<TAB>text` per
+verse, whole Bible, canonical order: exactly the bytes whose sha256 is the content hash; a scope is one byte range of
+it, OT then NT) plus `<translation>.manifest.json` (sources, versions, per-scope byte ranges, sha256s and counts),
+written atomically (text first, manifest last).
 A scope whose bytes do not hash to the manifest's value is rebuilt. corpus_id = `<translation>-<scope>-<sha[:12]>`. The manifest records a build key
 (hash of the source versions and of this file's own code, so a changed cleaner rebuilds); a mismatch rebuilds.
 """
@@ -57,7 +58,7 @@ from pathlib import Path
 
 from corpus.books import BOOKS, NT_BOOKS, SCOPES, books_for
 from corpus.errors import BadInput, at
-from corpus.paths import atomic_write_bytes, atomic_write_text, home
+from corpus.paths import atomic_write_bytes, atomic_write_text
 
 TRANSLATIONS = ("web", "kjv", "asv", "ylt", "dar")
 
@@ -313,13 +314,14 @@ def _build_key(source: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cache_paths(translation: str) -> tuple[Path, Path]:
-    d = home() / "corpus"
+def cache_paths(translation: str, home: Path) -> tuple[Path, Path]:
+    d = home / "corpus"
     return d / f"{translation}.tsv", d / f"{translation}.manifest.json"
 
 
-def build(translation: str) -> tuple[bytes, dict]:
-    """Read and clean a whole Bible (66 books) from its source and cache it; returns (content, manifest)."""
+def build(translation: str, home: Path) -> tuple[bytes, dict]:
+    """Read and clean a whole Bible (66 books) from its source and cache it under the cache root `home`; returns
+    (content, manifest)."""
     _check(translation, "all")
     source = source_info(translation)
     pairs, notes = _read_sword(source["module"]) if source["kind"] == "sword" else _read_pythonbible(translation)
@@ -342,7 +344,7 @@ def build(translation: str) -> tuple[bytes, dict]:
         "scopes": scopes,
         "renumbered": notes,
     }
-    text_path, manifest_path = cache_paths(translation)
+    text_path, manifest_path = cache_paths(translation, home)
     atomic_write_bytes(text_path, content)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return content, manifest
@@ -353,8 +355,8 @@ def _scope_entry(blob: bytes, pairs, start: int) -> dict:
             "books": len({d.split(".", 1)[0] for d, _ in pairs}), "words": sum(len(t.split()) for _, t in pairs)}
 
 
-def _load_cached(translation: str) -> tuple[bytes, dict] | None:
-    text_path, manifest_path = cache_paths(translation)
+def _load_cached(translation: str, home: Path) -> tuple[bytes, dict] | None:
+    text_path, manifest_path = cache_paths(translation, home)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         content = text_path.read_bytes()
@@ -365,18 +367,20 @@ def _load_cached(translation: str) -> tuple[bytes, dict] | None:
     return content, manifest
 
 
-def load_corpus(translation: str = "web", scope: str = "nt", *, rebuild: bool = False) -> Corpus:
-    """The corpus of one translation and scope ("nt", "ot", "all"); builds and caches the Bible on first use."""
+def load_corpus(translation: str = "web", scope: str = "nt", *, home: Path, rebuild: bool = False) -> Corpus:
+    """The corpus of one translation and scope ("nt", "ot", "all"); builds the Bible on first use and caches it under
+    the cache root `home`."""
     _check(translation, scope)
-    got = None if rebuild else _load_cached(translation)
-    content, base = got if got else build(translation)
+    got = None if rebuild else _load_cached(translation, home)
+    content, base = got if got else build(translation, home)
     entry = base["scopes"][scope]
     blob = content[entry["bytes"][0]:entry["bytes"][1]]
     sha = hashlib.sha256(blob).hexdigest()
     if sha != entry["sha256"]:
         if got is None:
             raise AssertionError(f"{translation}: freshly built content does not match its manifest")
-        return load_corpus(translation, scope, rebuild=True)  # a torn or edited cache: rebuild, never trust it
+        # a torn or edited cache: rebuild, never trust it
+        return load_corpus(translation, scope, home=home, rebuild=True)
     rows = [line.split("\t", 1) for line in blob.decode("utf-8").splitlines()]
     keep = set(books_for(scope))
     manifest = {

@@ -1,4 +1,7 @@
-"""Where versebench keeps its caches, and atomic writes (temp file + rename) for everything it produces."""
+"""The repository's root, and atomic writes (temp file + rename) for everything versebench produces.
+
+The cache root is not decided here: every function that caches takes it as `home`, and only the CLI edge reads it
+from the environment (harness/home.py), so a library call never writes where the caller did not say."""
 
 import hashlib
 import os
@@ -6,13 +9,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def home() -> Path:
-    """The cache directory: `$VERSEBENCH_HOME`, default `~/.cache/versebench`."""
-    p = Path(os.environ.get("VERSEBENCH_HOME") or Path.home() / ".cache" / "versebench")
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -71,13 +71,14 @@ def query_text(key: str, path) -> str:
     return " ".join(w for i, w in enumerate(words) if i == 0 or w != words[i - 1])
 
 
-def thematic_files(*, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str, str], dict]:
-    """The thematic-dev and thematic-test folders and the topics file, plus a summary."""
+def thematic_files(*, home: Path, entries=None, web_nt=None, kjv_ids=None) -> tuple[dict[str, str], dict]:
+    """The thematic-dev and thematic-test folders and the topics file, plus a summary. Corpora not given are loaded
+    from the cache root `home`."""
     from corpus import naves
     from corpus.bible import load_corpus
 
-    web_nt = web_nt if web_nt is not None else load_corpus("web", "nt")
-    kjv_ids = frozenset(kjv_ids if kjv_ids is not None else load_corpus("kjv", "all").ids)
+    web_nt = web_nt if web_nt is not None else load_corpus("web", "nt", home=home)
+    kjv_ids = frozenset(kjv_ids if kjv_ids is not None else load_corpus("kjv", "all", home=home).ids)
     topics, parse = naves.topics(entries)
     verses = naves.VerseList.of(web_nt.ids)
     slugs = Counter(topic_slug(t.key) for t in topics)
@@ -294,11 +295,12 @@ def _span(tokens: list[str], rng: random.Random) -> str:
     return re.sub(r"^\W+|\W+$", "", " ".join(tokens[start:start + n]))
 
 
-def keyword_xlate_files(*, corpora=None) -> tuple[dict[str, str], dict]:
-    """Spans of KJV/ASV/YLT verses as queries for the WEB verse. `corpora`: {name: Corpus} for web and the three."""
+def keyword_xlate_files(*, home: Path, corpora=None) -> tuple[dict[str, str], dict]:
+    """Spans of KJV/ASV/YLT verses as queries for the WEB verse. `corpora`: {name: Corpus} for web and the three;
+    loaded from the cache root `home` when not given."""
     from corpus.bible import load_corpus
 
-    corpora = corpora or {t: load_corpus(t, "nt") for t in ("web", *XLATE_TRANSLATIONS)}
+    corpora = corpora or {t: load_corpus(t, "nt", home=home) for t in ("web", *XLATE_TRANSLATIONS)}
     web = corpora["web"]
     # Every translation's verses as one " w w w \n w w \n" string: a span occurring twice is not specific to a verse.
     haystack = {t: "\n".join(f" {_norm(x)} " for x in corpora[t].texts) for t in XLATE_TRANSLATIONS}
@@ -409,11 +411,12 @@ Sources (public domain; texts are never committed, only ids and short spans):
 
 # ---- writing ------------------------------------------------------------------------------------------------------
 
-def build(name: str, root: Path | None = None) -> dict:
-    """Build one generated set family and write it under `root` (default `qrels/`); returns the summary."""
+def build(name: str, root: Path | None = None, *, home: Path) -> dict:
+    """Build one generated set family and write it under `root` (default `qrels/`); returns the summary. `home`: the
+    cache root the corpora are read from."""
     if name not in BUILDERS:
         raise BadInput(f"unknown generated set {name!r}; choose one of {', '.join(BUILDERS)}")
-    files, summary = thematic_files() if name == "thematic" else keyword_xlate_files()
+    files, summary = thematic_files(home=home) if name == "thematic" else keyword_xlate_files(home=home)
     root = Path(root) if root is not None else QRELS_DIR
     for rel, text in files.items():
         atomic_write_text(root / rel, text)

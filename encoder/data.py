@@ -10,7 +10,7 @@ verses of one split, no validation window shares a verse with a training window.
 
 Windows: [CLS] verse verse ... [SEP], at most `max_len` tokens, consecutive verses of one book and one split; a verse
 longer than a window (a few in Esther/Revelation at 104) is cut into window-sized pieces (counted as `split_units`).
-Tokenised windows are cached under home()/encoder/windows/, keyed by the tokenizer, corpus ids, max_len and split.
+Tokenised windows are cached under <cache root>/encoder/windows/, keyed by the tokenizer, corpus ids, max_len and split.
 
 Batches and masks are pure functions of (seed, step): that is what makes a resumed run repeat the same numbers.
 """
@@ -22,12 +22,13 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_bytes, home
+from corpus.paths import atomic_write_bytes
 from encoder import tokenizer as tok
 
 DATA_VERSION = 1  # bump when windowing changes: it is part of the cache key
@@ -65,15 +66,17 @@ def naves_prose(key: str, tei: str) -> str:
     return f"{key}: " + ". ".join(lines) if lines else key
 
 
-def load_sources(translations, scope: str = "all", naves: bool = True, limit: int | None = None) -> list[Source]:
-    """The training text. `limit` keeps the first N verses of each translation (tests, smoke runs) and drops Nave's."""
+def load_sources(translations, scope: str = "all", naves: bool = True, limit: int | None = None, *,
+                 home: Path) -> list[Source]:
+    """The training text, the corpora read from the cache root `home`. `limit` keeps the first N verses of each
+    translation (tests, smoke runs) and drops Nave's."""
     from corpus.bible import TRANSLATIONS, load_corpus
     bad = [t for t in translations if t not in TRANSLATIONS]
     if bad or not translations:
         raise BadInput(f"unknown translation(s) {', '.join(bad) or '(none)'}: choose from {', '.join(TRANSLATIONS)}")
     sources = []
     for t in translations:
-        c = load_corpus(t, scope)
+        c = load_corpus(t, scope, home=home)
         n = len(c) if limit is None else limit
         sources.append(Source(t, c.corpus_id + (f"[:{n}]" if limit is not None else ""), "verses",
                               c.ids[:n], c.texts[:n]))
@@ -194,11 +197,12 @@ def tokenizer_hash(tk: Tokenizer) -> str:
     return hashlib.sha256(tk.to_str().encode()).hexdigest()
 
 
-def load_windows(tk: Tokenizer, sources: list[Source], max_len: int, val_fraction: float) -> WindowSet:
-    """build_windows, cached under home() by content: tokenizer, source ids, max_len, split, DATA_VERSION."""
+def load_windows(tk: Tokenizer, sources: list[Source], max_len: int, val_fraction: float, home: Path) -> WindowSet:
+    """build_windows, cached under the cache root `home` by content: tokenizer, source ids, max_len, split,
+    DATA_VERSION."""
     key = hashlib.sha256(json.dumps([tokenizer_hash(tk), sources_key(sources, val_fraction), max_len,
                                      DATA_VERSION]).encode()).hexdigest()[:20]
-    path = home() / "encoder" / "windows" / f"{key}.npz"
+    path = home / "encoder" / "windows" / f"{key}.npz"
     if path.is_file():
         try:
             with np.load(path) as z:

@@ -114,13 +114,13 @@ def texts(pd: P.PairData, seed: int, spans: bool, scope: str = "all") -> tuple[l
     return keep(train), keep(val)
 
 
-def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], root: Path, on_progress=None,
+def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], home: Path, on_progress=None,
                     device: str | torch.device = "cpu") -> np.ndarray:
-    """float32 [n, d] for `all_texts`, computed once per (teacher sha256 `sha`, texts) and cached under `root`.
+    """float32 [n, d] for `all_texts`, computed once per (teacher sha256 `sha`, texts) and cached under `home`.
     `on_progress(done, total)` after each chunk (the teacher's pass takes minutes on a CPU). `device`: where the
     teacher runs; the training's own device (on a GPU machine the pass on its CPU took three minutes of a lease)."""
     key = hashlib.sha256(json.dumps(all_texts).encode()).hexdigest()[:16]
-    path = root / "distill" / f"teacher-{sha[:16]}-{key}.npy"
+    path = home / "distill" / f"teacher-{sha[:16]}-{key}.npy"
     if path.is_file():
         return np.load(path).astype(np.float32)
     t = ckpt.load(teacher, device)
@@ -138,8 +138,9 @@ def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], root: Path, o
     return half.astype(np.float32)
 
 
-def student(cfg: DistillConfig, teacher_dim: int, device, tk_texts: Callable[[], list[str]]):
-    """(model, tokenizer, init manifest) of the student, its projection sized to the teacher."""
+def student(cfg: DistillConfig, teacher_dim: int, device, tk_texts: Callable[[], list[str]], home: Path):
+    """(model, tokenizer, init manifest) of the student, its projection sized to the teacher; a trained tokenizer is
+    cached under `home`."""
     if cfg.init is not None:
         start = ckpt.load(resolve(cfg.init), device)
         model, tk, manifest = start.model, start.tokenizer, start.manifest
@@ -148,7 +149,7 @@ def student(cfg: DistillConfig, teacher_dim: int, device, tk_texts: Callable[[],
             kept = {k: v for k, v in start.model.state_dict().items() if not k.startswith("proj.")}
             model.load_state_dict(kept, strict=False)
         return model.to(device), tk, manifest
-    tk = tok.build(cfg.tokenizer, hashlib.sha256("\n".join(tk_texts()).encode()).hexdigest(), tk_texts)
+    tk = tok.build(cfg.tokenizer, hashlib.sha256("\n".join(tk_texts()).encode()).hexdigest(), tk_texts, home)
     base = PRESETS[cfg.preset]
     mcfg = replace(base, vocab_size=tk.get_vocab_size(), pad_id=tok.special_ids(tk)["pad"],
                    proj_dim=0 if base.d_model == teacher_dim else teacher_dim)
@@ -163,9 +164,10 @@ def distill_loss(model: Encoder, packed, target: torch.Tensor, loss: str) -> tor
     return (1.0 - (s * target).sum(-1)).mean()
 
 
-def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: bool = False,
+def distill(cfg: DistillConfig, *, home: Path, resume: bool = False, overwrite: bool = False,
             on_step: Callable[[dict, int], None] | None = None, on_progress=None) -> Path:
-    """Distil (or continue) and return the checkpoint folder `cfg.out`. `root`: the cache root for teacher vectors;
+    """Distil (or continue) and return the checkpoint folder `cfg.out`. `home`: the cache root (corpora, tokenizer,
+    teacher vectors);
     `on_progress(done, total)`: the teacher's pass over the texts, when it runs."""
     check_config(cfg)
     d, device = D.setup(cfg.device)
@@ -175,13 +177,13 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
         if not teacher.exists():
             raise at(teacher, None, "no such teacher checkpoint")
         pd = P.build(cfg.translations, val_fraction=cfg.val_fraction, naves=cfg.naves,
-                     naves_holdout=cfg.naves_holdout, limit=cfg.limit, commentary=cfg.commentary)
+                     naves_holdout=cfg.naves_holdout, limit=cfg.limit, commentary=cfg.commentary, home=home)
         train_t, val_t = texts(pd, cfg.seed, cfg.spans, cfg.scope)
         val_t = val_t[:cfg.val_texts]
         if not train_t:
             raise BadInput("no distillation texts: the selected verses are all held out")
         teacher_sha = ckpt.sha256(teacher)  # hashes 46 MB of weights: once, for the cache key and the manifest
-        vecs = torch.from_numpy(teacher_vectors(teacher, teacher_sha, train_t + val_t, root, on_progress,
+        vecs = torch.from_numpy(teacher_vectors(teacher, teacher_sha, train_t + val_t, home, on_progress,
                                                  device)).to(device)
         train_v, val_v = vecs[:len(train_t)], vecs[len(train_t):]
         torch.manual_seed(cfg.seed)
@@ -189,7 +191,7 @@ def distill(cfg: DistillConfig, *, root: Path, resume: bool = False, overwrite: 
             start = ckpt.load(out, device)
             model, tk, init_manifest = start.model, start.tokenizer, start.manifest.get("init_manifest", {})
         else:
-            model, tk, init_manifest = student(cfg, vecs.shape[1], device, lambda: train_t)
+            model, tk, init_manifest = student(cfg, vecs.shape[1], device, lambda: train_t, home)
         return L.run(_phase(cfg, model, tk, (teacher, teacher_sha), train_t, train_v, val_t, val_v, init_manifest, d,
                             device),
                      d, device, out, resume=resume, on_step=on_step)

@@ -202,25 +202,26 @@ def evaluate(model: Contrastive, tk, val: dict[str, list], cfg: FinetuneConfig, 
     return out
 
 
-def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
+def finetune(cfg: FinetuneConfig, *, home: Path, resume: bool = False, overwrite: bool = False,
              on_step: Callable[[dict, int], None] | None = None, pairs: P.PairData | None = None) -> Path:
     """Fine-tune (or continue) and return the checkpoint folder `cfg.out`. Under torchrun, every rank calls this;
     rank 0 alone writes. `on_step(record, total_steps)` runs on rank 0 after every step. `pairs`: pair data already
-    built with this config's settings (the ablation reuses one build for every variant)."""
+    built with this config's settings (the ablation reuses one build for every variant); `home`: the cache root the
+    corpora for the pairs are read from when `pairs` is not given."""
     check_config(cfg)
     d, device = D.setup(cfg.device)
     try:
-        return _finetune(cfg, d, device, resume, overwrite, on_step, pairs)
+        return _finetune(cfg, d, device, resume, overwrite, on_step, pairs, home)
     finally:
         D.teardown(d)
 
 
-def build_pairs(cfg: FinetuneConfig, val_fraction: float) -> P.PairData:
+def build_pairs(cfg: FinetuneConfig, val_fraction: float, home: Path) -> P.PairData:
     return P.build(cfg.translations, val_fraction=val_fraction, naves=cfg.naves, naves_holdout=cfg.naves_holdout,
-                   limit=cfg.limit, commentary=P.check_mix(cfg.mix)[3] > 0)
+                   limit=cfg.limit, commentary=P.check_mix(cfg.mix)[3] > 0, home=home)
 
 
-def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
+def _finetune(cfg, d, device, resume, overwrite, on_step, pairs, home) -> Path:
     out, init = Path(cfg.out), resolve(cfg.init)  # "minilm" stays "minilm" in the config: no machine's path
     if out.resolve() == init.resolve():
         raise BadInput(f"{out}: --out must differ from --from (the starting checkpoint is never overwritten)")
@@ -233,7 +234,7 @@ def _finetune(cfg, d, device, resume, overwrite, on_step, pairs) -> Path:
     pad_id, max_len = model_cfg.pad_id, min(cfg.max_len, model_cfg.max_len)
     val_fraction = float(init_cfg.get("train", {}).get("val_fraction", 0.02))
 
-    data = pairs if pairs is not None else build_pairs(cfg, val_fraction)
+    data = pairs if pairs is not None else build_pairs(cfg, val_fraction, home)
     if data.stats["val_fraction"] != val_fraction:
         raise BadInput(f"pairs were built with val_fraction {data.stats['val_fraction']}, the checkpoint's "
                        f"pre-training held out {val_fraction}")

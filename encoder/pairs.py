@@ -114,18 +114,18 @@ def _words(text: str) -> list[str]:
 
 def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: float = 0.02, naves: bool = True,
           naves_holdout: str = "dev+test", limit: int | None = None, root: Path = QRELS_DIR,
-          commentary: bool = False) -> PairData:
-    """Every pair source, with the hold-outs applied. `limit`: only the first N verse ids (tests, smoke runs)."""
+          commentary: bool = False, home: Path) -> PairData:
+    """Every pair source, with the hold-outs applied. `limit`: only the first N verse ids (tests, smoke runs).
+    `root`: the committed query sets; `home`: the cache root the corpora are read from."""
 
     translations = tuple(translations)
     bad = [t for t in translations if t not in TRANSLATIONS]
     if bad or len(translations) < 2:
         raise BadInput(f"pairs need at least two known translations ({', '.join(TRANSLATIONS)}), got "
                        f"{', '.join(translations) or 'none'}")
-    corpora = {t: load_corpus(t, "all") for t in translations}
-    ids = load_corpus("kjv", "all").ids  # the versification every corpus is numbered in
-    if limit is not None:
-        ids = ids[:limit]
+    corpora = {t: load_corpus(t, "all", home=home) for t in translations}
+    kjv_ids = load_corpus("kjv", "all", home=home).ids  # the versification every corpus is numbered in
+    ids = kjv_ids if limit is None else kjv_ids[:limit]
     texts = {t: tuple(c.text(i) if i in c.position else "" for i in ids) for t, c in corpora.items()}
     present = np.array([[bool(texts[t][k]) for t in translations] for k in range(len(ids))], dtype=bool)
     pos = {v: k for k, v in enumerate(ids)}
@@ -141,7 +141,7 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
 
     any_text = present.any(1)
     labels, naves_train, naves_val, topics_used, nstats = _naves(
-        naves, naves_holdout, root, ids, pos, held, any_text, forbidden, limit)
+        naves, naves_holdout, root, ids, pos, held, any_text, forbidden, frozenset(kjv_ids))
     comment = _commentary(pos, held, in_x, any_text, forbidden) if commentary else None
     n_tr = len(translations)
     stats = {
@@ -166,8 +166,9 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
                     tuple(naves_val), forbidden, tuple(topics_used), hold_x, stats, *(comment[:4] if comment else ()))
 
 
-def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forbidden, limit):
-    """Nave's labels of topics outside the held-out splits -> their verses (train) and held-out verses (val)."""
+def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forbidden, known):
+    """Nave's labels of topics outside the held-out splits -> their verses (train) and held-out verses (val).
+    `known`: every KJV verse id, also those a `limit` cut off (a ref to one is cut, not unparsable)."""
 
     labels: list[str] = []
     naves_train: list[np.ndarray] = []
@@ -178,7 +179,6 @@ def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forb
     if naves:
         units = heldout_topic_units(naves_holdout, root)
         verses = N.VerseList.of(ids)
-        known = set(ids) if limit is None else set(load_corpus("kjv", "all").ids)
         seen: dict[str, int] = {}
         topics, _ = N.topics()
         for t in topics:

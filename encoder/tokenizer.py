@@ -16,7 +16,7 @@ import tokenizers
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from corpus.errors import BadInput, at
-from corpus.paths import atomic_write_text, home
+from corpus.paths import atomic_write_text
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BERT = "bert-base-uncased"
@@ -70,14 +70,14 @@ def spec_vocab_size(spec: str) -> int | None:
     raise BadInput(f"unknown tokenizer {spec!r}: use {BERT} or wordpiece-N (a vocabulary of N trained on the corpus)")
 
 
-def build(spec: str, texts_key: str, texts: Callable[[], Iterable[str]]) -> Tokenizer:
-    """The tokenizer a spec names. A trained one is cached under home() keyed by (texts_key, size, library version);
-    `texts()` yields the training text and is called only on a cache miss."""
+def build(spec: str, texts_key: str, texts: Callable[[], Iterable[str]], home: Path) -> Tokenizer:
+    """The tokenizer a spec names. A trained one is cached under the cache root `home`, keyed by (texts_key, size,
+    library version); `texts()` yields the training text and is called only on a cache miss."""
     n = spec_vocab_size(spec)
     if n is None:
         return load_bert_uncased()
     key = hashlib.sha256(json.dumps([texts_key, n, tokenizers.__version__]).encode()).hexdigest()[:16]
-    path = home() / "encoder" / "tokenizers" / f"wordpiece-{n}-{key}.json"
+    path = home / "encoder" / "tokenizers" / f"wordpiece-{n}-{key}.json"
     if path.is_file():
         return load(path)
     tk = train_wordpiece(texts(), n)

@@ -111,34 +111,35 @@ def _tensors(arrays, device):
     return [torch.from_numpy(a).to(device, non_blocking=True) for a in arrays]
 
 
-def _data(cfg: TrainConfig, out: Path, resume: bool):
-    """Sources, tokenizer, windows and model config for a run."""
-    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
+def _data(cfg: TrainConfig, out: Path, resume: bool, home: Path):
+    """Sources, tokenizer, windows and model config for a run; what is cached is cached under `home`."""
+    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit, home=home)
     if resume:  # the checkpoint's own tokenizer, never a retrained one (tokenizer training is not bit-reproducible)
         tk = tok.load(out / "tokenizer.json")
     else:
         tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction),
-                       data.texts_fn(sources, cfg.val_fraction))
+                       data.texts_fn(sources, cfg.val_fraction), home)
     sp = tok.special_ids(tk)
     try:
         mcfg = replace(PRESETS[cfg.preset], vocab_size=tk.get_vocab_size(), pad_id=sp["pad"], **cfg.model)
     except TypeError as e:
         raise BadInput(f"train config: bad model override ({e})") from None
-    windows = data.load_windows(tk, sources, cfg.max_len or mcfg.max_len, cfg.val_fraction)
+    windows = data.load_windows(tk, sources, cfg.max_len or mcfg.max_len, cfg.val_fraction, home)
     if len(windows.train) == 0:
         raise BadInput("no training windows: the selected corpus is empty")
     return tk, mcfg, windows
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+def train(cfg: TrainConfig, *, home: Path, resume: bool = False, overwrite: bool = False,
           on_step: Callable[[dict, int], None] | None = None) -> Path:
-    """Train (or continue training) and return the checkpoint folder `cfg.out`.
+    """Train (or continue training) and return the checkpoint folder `cfg.out`. `home`: the cache root (corpora,
+    tokenizer, windows).
     `on_step(record, total_steps)` is called after every step (progress display; tests use it to interrupt)."""
     check_config(cfg)
     d, device = D.setup(cfg.device)  # one process, or this rank's share under torchrun (distributed.py)
     try:
         out = L.prepare_out("train", cfg, d, resume, overwrite)
-        tk, mcfg, windows = _data(cfg, out, resume)
+        tk, mcfg, windows = _data(cfg, out, resume, home)
         pad = tok.special_ids(tk)["pad"]
         masking = data.Masking.of(tk, cfg.mask_prob)
         val = list(data.val_batches(windows.val, masking, pad, cfg.batch_size * 2, cfg.seed, cfg.eval_windows))

@@ -111,8 +111,10 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: str = "auto", progress=None) -> dict:
-    """Train and evaluate one variant (or reuse its stored result when its config is unchanged)."""
+def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: str = "auto", progress=None, *,
+                home: Path) -> dict:
+    """Train and evaluate one variant (or reuse its stored result when its config is unchanged). `home`: the cache
+    root (corpora, tokenizer, windows, verse vectors)."""
     from encoder import checkpoint as ckpt
     from encoder.finetune import finetune
     from encoder.train import train
@@ -128,20 +130,20 @@ def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: st
             return old
     t0 = time.perf_counter()
     task = progress.add_task(f"{variant}: MLM", total=None) if progress else None
-    path = Path(tcfg.out) if _trained(tcfg) else train(tcfg, overwrite=True)
+    path = Path(tcfg.out) if _trained(tcfg) else train(tcfg, home=home, overwrite=True)
     mlm = ckpt.read_json(path / "manifest.json")
     ft = None
     if fcfg is not None:
         if progress:
             progress.update(task, description=f"{variant}: contrastive")
-        path = finetune(fcfg, overwrite=True, pairs=pairs)
+        path = finetune(fcfg, home=home, overwrite=True, pairs=pairs)
         ft = ckpt.read_json(path / "manifest.json")
     train_s = time.perf_counter() - t0
     if progress:
         progress.update(task, description=f"{variant}: evaluating")
     report, run_folder = run_benchmark(RunConfig(retrievers=("encoder",), sets=budget.sets, scope="nt",
                                                  options={"encoder": {"checkpoint": str(path)}},
-                                                 out_root=work / "runs"))
+                                                 out_root=work / "runs"), home=home)
     if progress:
         progress.remove_task(task)
     result = {
@@ -161,8 +163,9 @@ def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: st
 
 
 def ablate(budget_name: str = "cpu", work: Path | None = None, only: tuple[str, ...] = (), device: str = "auto",
-           progress=None) -> dict:
-    """Run the baseline and every switch (or `only` these, the baseline always included) -> the summary dict."""
+           progress=None, *, home: Path) -> dict:
+    """Run the baseline and every switch (or `only` these, the baseline always included) -> the summary dict.
+    `home`: the cache root."""
     from encoder.finetune import build_pairs
 
     if budget_name not in BUDGETS:
@@ -179,8 +182,8 @@ def ablate(budget_name: str = "cpu", work: Path | None = None, only: tuple[str, 
     results = {}
     for v in variants:
         if pairs is None and SWITCHES[v][2].get("finetune", True) and not _reusable(budget, v, work, device):
-            pairs = build_pairs(fcfg, tcfg.val_fraction)  # the pre-training's held-out verses
-        results[v] = run_variant(budget, v, work, pairs=pairs, device=device, progress=progress)
+            pairs = build_pairs(fcfg, tcfg.val_fraction, home)  # the pre-training's held-out verses
+        results[v] = run_variant(budget, v, work, pairs=pairs, device=device, progress=progress, home=home)
     return summarize(budget, results, time.perf_counter() - t0)
 
 

@@ -15,7 +15,7 @@ from corpus import qrels_build
 from corpus.bible import TRANSLATIONS, load_corpus, parse_ref
 from corpus.books import scope_of
 from corpus.errors import BadInput
-from corpus.paths import REPO, atomic_write_text, home
+from corpus.paths import REPO, atomic_write_text
 from corpus.qsets import read_set, set_names, stats, validate_set
 from harness import train_cli
 from harness import compare as C
@@ -23,6 +23,7 @@ from harness import gate as G
 from harness import interrupts, metrics, runner
 from harness import report as R
 from harness import worst as W
+from harness.home import default_home
 from harness.progress import Bars
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,10 +42,11 @@ def emit_json(obj) -> None:
 
 def main() -> None:
     """The edge: process state is set here once (signals, ranx's numba cache and warnings), then the command runs.
+    Each command takes the cache root from `default_home()` (the environment) and passes it down.
     Typer turns a KeyboardInterrupt into exit 130 itself; `interrupts.finish` says what was interrupted and leaves
     with 130 or 143 whatever typer made of it."""
     interrupts.install("bench " + " ".join(sys.argv[1:]))
-    metrics.configure(home())
+    metrics.configure(default_home())
     code = 0
     try:
         app()
@@ -78,7 +80,7 @@ def corpus_build(translation: str = typer.Option("web", "--translation", "-t", h
         for i, name in enumerate(names):
             built.describe(f"building {name}")
             built(i, len(names))
-            rows.append(_corpus_stats(load_corpus(name, scope, rebuild=True)))
+            rows.append(_corpus_stats(load_corpus(name, scope, home=default_home(), rebuild=True)))
         built(len(names), len(names))
     if json_out:
         emit_json(rows if translation == "all" else rows[0])
@@ -92,7 +94,7 @@ def corpus_stats(translation: str = typer.Option("web", "--translation", "-t"),
                  scope: str = typer.Option("nt", "--scope", "-s"),
                  json_out: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Counts and content id of a corpus (built on first use)."""
-    r = _corpus_stats(load_corpus(translation, scope))
+    r = _corpus_stats(load_corpus(translation, scope, home=default_home()))
     if json_out:
         emit_json(r)
         return
@@ -106,7 +108,8 @@ def corpus_show(ref: str = typer.Argument(..., help="a verse: John.3.16, 'John 3
                 translation: str = typer.Option("web", "--translation", "-t")) -> None:
     """Print one verse."""
     docid = parse_ref(ref)
-    typer.echo(f"{docid} ({translation}) {load_corpus(translation, scope_of(docid)).text(docid)}")
+    corpus = load_corpus(translation, scope_of(docid), home=default_home())
+    typer.echo(f"{docid} ({translation}) {corpus.text(docid)}")
 
 
 # ---- qrels --------------------------------------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def qrels_validate(
 
     def corpus_ids(scope):
         if scope not in ids:
-            ids[scope] = set(load_corpus(translation, scope).ids)
+            ids[scope] = set(load_corpus(translation, scope, home=default_home()).ids)
         return ids[scope]
 
     for name in set_ or set_names():
@@ -150,7 +153,7 @@ def qrels_build_cmd(
 ):
     """Generate a query set from its sources (deterministic: the same inputs give byte-identical files)."""
     with Console(stderr=True).status(f"building {name} ..."):
-        summary = qrels_build.build(name, out)
+        summary = qrels_build.build(name, out, home=default_home())
     if as_json:
         emit_json(summary)
         return
@@ -240,7 +243,7 @@ def run(
     if out:
         cfg = replace(cfg, out_root=Path(out))
     with Bars(quiet=as_json) as bars:
-        report, folder = runner.run_benchmark(cfg, external=ext, progress=bars)
+        report, folder = runner.run_benchmark(cfg, external=ext, progress=bars, home=default_home())
     frames_written = _write_frames(report, csv)
     if as_json:
         emit_json(report)
@@ -267,7 +270,6 @@ def search(
     from rich.table import Table
 
     from corpus.books import SCOPES
-    from corpus.bible import load_corpus
     from harness.runner import strict_order
     from retrievers.base import make
 
@@ -276,10 +278,11 @@ def search(
     if not 1 <= k <= 1000:
         raise BadInput(f"--k must be between 1 and 1000, got {k}")
     name = _expand_retrievers([retriever])[0]
-    corpus = load_corpus(translation, scope)
+    home = default_home()
+    corpus = load_corpus(translation, scope, home=home)
     opts = _retriever_options([name], checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn)[name]
     with Bars(quiet=as_json) as bars:  # a first search builds the index or encodes the verses (the hybrid: on search)
-        r = make(name, corpus, on_progress=bars.callback(f"{name}: {corpus.corpus_id} verses"), **opts)
+        r = make(name, corpus, home=home, on_progress=bars.callback(f"{name}: {corpus.corpus_id} verses"), **opts)
         explained = getattr(r, "search_explained", None)  # the hybrid: one retrieval, fused and explained
         run, parts = explained({"q": query}, k) if explained else (r.search({"q": query}, k), None)
     parts = parts and parts["q"]  # {docid: {part: (score, rank)}}
@@ -318,13 +321,14 @@ def tune_fusion(
     scope: str = typer.Option("nt", "--scope"),
 ):
     """Tune hybrid fusion parameters with ranx.optimize_fusion on dev splits only; saves reports/fusion/weights.json."""
-    from corpus.bible import load_corpus
     from corpus.qsets import load_set, read_set, set_names
     from harness.fusion import tune
 
     names = list(set_) or [n for n in set_names() if read_set(n).meta.get("split") == "dev"]
     sets = [load_set(n, scope) for n in names]
-    entry = tune(load_corpus("web", scope), dense, fusion, sets, metric=metric, checkpoint=checkpoint)
+    home = default_home()
+    entry = tune(load_corpus("web", scope, home=home), dense, fusion, sets, metric=metric, checkpoint=checkpoint,
+                 home=home)
     emit_json(entry)
 
 
@@ -358,7 +362,7 @@ def gate(
     err = Console(stderr=True)
     with Bars(quiet=as_json, console=err) as bars:
         verdict = G.run(checkpoint, baseline, set_, tolerance, alpha, stat_test, verdict_path, update_baseline,
-                        allow_dirty, progress=bars)
+                        allow_dirty, progress=bars, home=default_home())
     if summary:
         atomic_write_text(summary, W.gate_summary(verdict.to_dict()))
     if as_json:
@@ -418,7 +422,7 @@ def compare(
     table = C.combine(loaded, only=tuple(retriever))
     folder = Path(out) if out else C.default_out()
     written = C.write(table, folder, metric)
-    views, more = W.for_compare(loaded, tuple(retriever), metric, worst, folder)
+    views, more = W.for_compare(loaded, tuple(retriever), metric, worst, folder, home=default_home())
     written += more
     frames_written = _write_frames(table, csv)
     if as_json:
@@ -441,5 +445,5 @@ def perf(
     bad = [p for p in parts if p not in P.PARTS]
     if bad:
         raise BadInput(f"unknown --part {bad[0]!r}; choose from {', '.join(P.PARTS)}")
-    P.run(parts, log=lambda m: typer.echo(m, err=True))
+    P.run(parts, log=lambda m: typer.echo(m, err=True), home=default_home())
     typer.echo("wrote reports/perf.json")

@@ -15,12 +15,13 @@ from retrievers.hybrid import NOTHING, WEIGHTS_FILE, HybridConfig, fuse, read_we
 
 
 def tune(corpus, dense: str, fusion: str, sets, metric: str = "ndcg@10", checkpoint: str | None = None,
-         path: Path = WEIGHTS_FILE) -> dict:
-    """`ranx.optimize_fusion` on dev splits only; writes the entry into the weights file and returns it."""
+         path: Path = WEIGHTS_FILE, *, home: Path) -> dict:
+    """`ranx.optimize_fusion` on dev splits only; writes the entry into the weights file and returns it. `home`: the
+    cache root of the parts' index and verse vectors."""
     bad = [s.name for s in sets if s.meta.get("split") != "dev"]
     if bad or not sets:
         raise BadInput(f"fusion is tuned on dev splits only; {', '.join(bad) or 'no set'} is not a dev split")
-    h = make("hybrid", corpus, dense=dense, fusion=fusion, checkpoint=checkpoint)
+    h = make("hybrid", corpus, home=home, dense=dense, fusion=fusion, checkpoint=checkpoint)
     qrels, sparse, dense_run = {}, {}, {}
     for s in sets:
         sp, dn = h.parts(s.queries, 100)

@@ -81,11 +81,11 @@ def read_baseline(path) -> dict:
 
 
 def evaluate_candidate(checkpoint, sets=GATE_SETS, progress=None, stat_test: str = "student",
-                       out_root: Path = RUNS) -> tuple[dict, Path]:
+                       out_root: Path = RUNS, *, home: Path) -> tuple[dict, Path]:
     opts = {"encoder": {"checkpoint": str(checkpoint)}, "hybrid": {"checkpoint": str(checkpoint)}}
     cfg = RunConfig(retrievers=GATE_RETRIEVERS, sets=tuple(sets), scope="nt", k=100, stat_test=stat_test,
                     out_root=Path(out_root), options=opts)
-    return run_benchmark(cfg, progress=progress)
+    return run_benchmark(cfg, progress=progress, home=home)
 
 
 def compare(candidate: dict, baseline: dict, tolerance: float, alpha: float, stat_test: str) -> list[Row]:
@@ -180,14 +180,14 @@ def cut_baseline(path, sets) -> dict:
 
 def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: float = 0.05,
         stat_test: str = "student", verdict_path=None, update_baseline: bool = False, allow_dirty: bool = False,
-        worst_n: int = 5, progress=None, repo: Path = REPO) -> Verdict:
+        worst_n: int = 5, progress=None, repo: Path = REPO, *, home: Path) -> Verdict:
     """The whole gate: evaluate the candidate, compare it with the baseline, write the verdict; with
     `update_baseline`, rewrite the baseline from a candidate that passed. With no baseline yet and `update_baseline`,
     the candidate becomes the first baseline (the verdict then has no rows and meta["first_baseline"]).
 
     baseline: default the repository's reports/baseline.json. The run folder goes beside `verdict_path` when one is
     given (nothing is written into reports/runs then), else into reports/runs, with verdict.json inside it.
-    On failure the verdict holds, per failing metric, the `worst_n` queries that fell most."""
+    On failure the verdict holds, per failing metric, the `worst_n` queries that fell most. `home`: the cache root."""
     t0 = time.perf_counter()
     sets = check_args(sets, tolerance, alpha, stat_test)
     base_path = Path(baseline) if baseline is not None else BASELINE
@@ -196,7 +196,8 @@ def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: floa
     first = update_baseline and not base_path.exists()
     base = None if first else cut_baseline(base_path, sets)
     out_root = Path(verdict_path).parent if verdict_path else RUNS
-    report, folder = evaluate_candidate(checkpoint, sets, progress=progress, stat_test=stat_test, out_root=out_root)
+    report, folder = evaluate_candidate(checkpoint, sets, progress=progress, stat_test=stat_test, out_root=out_root,
+                                        home=home)
     if not first:
         check_basis(report, base, base_path)
     rows = () if first else tuple(compare(report, base, tolerance, alpha, stat_test))
@@ -211,7 +212,7 @@ def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: floa
                       meta={"run_folder": rel_path(folder), "corpus": report["meta"]["corpus"]["id"],
                             "verdict": rel_path(where), "first_baseline": first,
                             "baseline_updated": update_baseline and not failed, "allow_dirty": allow_dirty},
-                      worst=for_gate(report, folder, base, failed, n=worst_n) if failed else {})
+                      worst=for_gate(report, folder, base, failed, n=worst_n, home=home) if failed else {})
     write_json(where, verdict.to_dict())
     if update_baseline and not failed:
         write_json(base_path, to_baseline(report, checkpoint, sets, allow_dirty))

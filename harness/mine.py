@@ -22,12 +22,12 @@ def queries(pd: P.PairData, corpus) -> dict[str, str]:
     return out
 
 
-def mine(out: Path, depth: int = DEPTH, naves_holdout: str = "dev+test") -> dict:
-    """Write the run to `out` (atomically); returns counts."""
-    corpus = load_corpus("web", "all")
-    pd = P.build(naves_holdout=naves_holdout, commentary=True)
+def mine(out: Path, depth: int = DEPTH, naves_holdout: str = "dev+test", *, home: Path) -> dict:
+    """Write the run to `out` (atomically); returns counts. `home`: the cache root (corpora, BM25 index)."""
+    corpus = load_corpus("web", "all", home=home)
+    pd = P.build(naves_holdout=naves_holdout, commentary=True, home=home)
     qs = queries(pd, corpus)
-    run = make("bm25", corpus).search(qs, depth)
+    run = make("bm25", corpus, home=home).search(qs, depth)
     atomic_write_text(out, format_run(run, "bm25-negatives"))
     return {"queries": len(qs), "with_hits": sum(1 for r in run.values() if r), "depth": depth, "out": str(out),
             "corpus": corpus.corpus_id}

@@ -28,11 +28,12 @@ ROUNDS = 3  # each side-by-side comparison: the median of this many alternating 
 STUDENT = REPO / "models" / "versebench-small"  # the distilled student: encode-time target vs MiniLM
 
 
-def _bench(args, env=None) -> float:
-    """Wall seconds of one `bench ...` process, as a user would run it."""
+def _bench(args, home: Path) -> float:
+    """Wall seconds of one `bench ...` process, as a user would run it. The child is a CLI edge of its own and takes
+    its cache root from the environment: it is handed ours, so it times warm caches, not an empty root."""
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args], cwd=REPO,
-                       capture_output=True, text=True, env={**os.environ, **(env or {})})
+                       capture_output=True, text=True, env={**os.environ, "VERSEBENCH_HOME": str(home)})
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"bench {' '.join(args)} failed: {p.stderr.strip()[-300:]}")
@@ -45,12 +46,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def lexical(results: dict, log) -> None:
-    """JVM start, then a BM25 index built from nothing, in a scratch cache root handed to the indexer."""
+def lexical(results: dict, log, home: Path) -> None:
+    """JVM start, then a BM25 index built from nothing, in a scratch cache root handed to the indexer (the corpus
+    comes from `home`)."""
     from retrievers import pyserini_env
 
     results["jvm_start_s"] = round(_timed(pyserini_env.prepare), 2)
-    corpus = load_corpus("web", "nt")
+    corpus = load_corpus("web", "nt", home=home)
     with tempfile.TemporaryDirectory() as scratch:
         results["bm25_index_build_s"] = round(_timed(lambda: bm25.ensure_index(corpus, Path(scratch))), 2)
     log(f"BM25 index build {results['bm25_index_build_s']} s, JVM start {results['jvm_start_s']} s")
@@ -60,24 +62,24 @@ def lexical(results: dict, log) -> None:
 QPS_RUNS = {**{name: (name, {}) for name in base.names()}, "ilike (no index)": ("ilike", {"index": False})}
 
 
-def qps(results: dict, log) -> None:
+def qps(results: dict, log, home: Path) -> None:
     """Per retriever: build time, then queries/s at k=100 over keyword-xlate after a 5-query warm-up (first-call
     costs, such as the hybrid building its parts or MiniLM loading, are not throughput). Then BM25 side by side."""
-    corpus = load_corpus("web", "nt")
+    corpus = load_corpus("web", "nt", home=home)
     queries = load_set(QPS_SET, "nt").queries
     out = results.setdefault("queries_per_s", {})
     build = results.setdefault("retriever_build_s", {})
     for label, (name, options) in QPS_RUNS.items():
         t0 = time.perf_counter()
-        r = base.make(name, corpus, **options)
+        r = base.make(name, corpus, home=home, **options)
         build[label] = round(time.perf_counter() - t0, 2)
         r.search(dict(list(queries.items())[:5]), K)
         out[label] = round(len(queries) / _timed(lambda: r.search(queries, K)), 1)
         log(f"{label}: built in {build[label]} s, {out[label]} queries/s over {len(queries)} queries (k={K})")
-    bm25_vs_pyserini(results, corpus, queries, log)
+    bm25_vs_pyserini(results, corpus, queries, log, home)
 
 
-def bm25_vs_pyserini(results: dict, corpus, queries: dict, log) -> None:
+def bm25_vs_pyserini(results: dict, corpus, queries: dict, log, home: Path) -> None:
     """Our BM25 (all of `search`: batch search, tie handling, dicts) against Pyserini's `LuceneSearcher.batch_search`
     with the same threads and depth on the same index, reading every hit's docid and score (what any caller must)."""
     from retrievers.pyserini_env import prepare
@@ -86,7 +88,7 @@ def bm25_vs_pyserini(results: dict, corpus, queries: dict, log) -> None:
     # here, not at the top: it imports torch and transformers (seconds), and must come after prepare()
     from pyserini.search.lucene import LuceneSearcher
 
-    ours = base.make("bm25", corpus)
+    ours = base.make("bm25", corpus, home=home)
     theirs = LuceneSearcher(str(ours.index_dir / "lucene"))
     theirs.set_bm25(ours.config.k1, ours.config.b)
     qids, texts = list(queries), list(queries.values())
@@ -108,15 +110,15 @@ def bm25_vs_pyserini(results: dict, corpus, queries: dict, log) -> None:
         f"queries: {results['bm25_vs_pyserini']['ratio']}x")
 
 
-def encoding(results: dict, log) -> None:
+def encoding(results: dict, log, home: Path) -> None:
     """Encoding the 7,950 NT verses from scratch (the vector cache bypassed): ours and MiniLM on the same verses,
     alternating, once each (a full pass takes tens of seconds)."""
-    corpus = load_corpus("web", "nt")
+    corpus = load_corpus("web", "nt", home=home)
     texts = list(corpus.texts)
     out = results.setdefault("encode_nt_s", {})
-    encoders = {name: base.make(name, corpus) for name in ("encoder", "minilm")}
+    encoders = {name: base.make(name, corpus, home=home) for name in ("encoder", "minilm")}
     # the distilled student, whose target is a third of MiniLM's time, measured in the same run
-    encoders["encoder (versebench-small)"] = base.make("encoder", corpus, checkpoint=str(STUDENT))
+    encoders["encoder (versebench-small)"] = base.make("encoder", corpus, home=home, checkpoint=str(STUDENT))
     for name, r in encoders.items():
         r.encode(texts[:64])  # warm-up: MiniLM loads here, not in the timing
     for name, r in encoders.items():
@@ -126,17 +128,17 @@ def encoding(results: dict, log) -> None:
     results["small_vs_minilm_encode"] = round(out["encoder (versebench-small)"] / out["minilm"], 2)
 
 
-def wall(results: dict, log) -> None:
+def wall(results: dict, log, home: Path) -> None:
     """Whole `bench run` commands, warm (caches filled, numba compiled): the lexical pair, then all five."""
     out = results.setdefault("bench_run_s", {})
     with tempfile.TemporaryDirectory() as scratch:
-        out["ilike+bm25 warm"] = _bench(["run", "-r", "ilike", "-r", "bm25", "--out", scratch])
+        out["ilike+bm25 warm"] = _bench(["run", "-r", "ilike", "-r", "bm25", "--out", scratch], home)
         log(f"bench run -r ilike -r bm25, warm: {out['ilike+bm25 warm']} s")
-        out["all five warm"] = _bench(["run", "-r", "all", "--out", scratch])
+        out["all five warm"] = _bench(["run", "-r", "all", "--out", scratch], home)
         log(f"bench run -r all, warm: {out['all five warm']} s")
 
 
-def gate(results: dict, log) -> None:
+def gate(results: dict, log, home: Path) -> None:
     from retrievers.encoder import DEFAULT_CHECKPOINT
 
     if not (REPO / "reports" / "baseline.json").is_file():
@@ -144,21 +146,22 @@ def gate(results: dict, log) -> None:
         return
     with tempfile.TemporaryDirectory() as scratch:
         results["gate_s"] = _bench(["gate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--verdict",
-                                    str(Path(scratch) / "v.json")])
+                                    str(Path(scratch) / "v.json")], home)
     log(f"bench gate (shipped checkpoint vs its baseline): {results['gate_s']} s")
 
 
 PARTS = {"lexical": lexical, "qps": qps, "encoding": encoding, "wall": wall, "gate": gate}
 
 
-def run(parts, log=print, path: Path = REPO / "reports" / "perf.json") -> dict:
-    """Runs the parts in order and writes `path`: replaced by a run of every part, merged into by a partial run."""
+def run(parts, log=print, path: Path = REPO / "reports" / "perf.json", *, home: Path) -> dict:
+    """Runs the parts in order and writes `path`: replaced by a run of every part, merged into by a partial run.
+    `home`: the cache root (warm caches: the figures are warm ones, except the scratch index build)."""
     from harness.report import git_commit, machine
 
     results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                      "git": git_commit(), "load_average": os.getloadavg()}
     for part in parts:
-        PARTS[part](results, log)
+        PARTS[part](results, log, home)
     results["load_average_end"] = os.getloadavg()
     old = json.loads(path.read_text()) if path.is_file() and set(parts) != set(PARTS) else {}
     atomic_write_text(path, json.dumps({**old, **results}, indent=1) + "\n")

@@ -103,14 +103,15 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
     return {"results": results, "per_query": per_query, "significance": sig}
 
 
-def run_benchmark(cfg: RunConfig, external: QuerySet | None = None,
-                  progress: Bars | None = None) -> tuple[dict, Path]:
+def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Bars | None = None, *,
+                  home: Path) -> tuple[dict, Path]:
     """Runs every retriever over every set; returns (report, folder written). `progress`: the bars to show it on (a
-    bar for the run's steps, one for each retriever's build: indexing or encoding the verses)."""
+    bar for the run's steps, one for each retriever's build: indexing or encoding the verses). `home`: the cache root
+    (corpus, index, verse vectors); no part of the config, since it never changes a result."""
     from retrievers.base import config_dict, make, run_key  # here, not at the top: numpy's start-up, not for `bench --help`
 
     check(cfg)
-    corpus = load_corpus(cfg.translation, cfg.scope)
+    corpus = load_corpus(cfg.translation, cfg.scope, home=home)
     sets = resolve_sets(cfg.sets, cfg.scope, external)
     if not sets:
         raise BadInput(f"no query set has queries in scope {cfg.scope!r}")
@@ -135,8 +136,8 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None,
             overall.describe(f"building {rname}")
             overall(done, steps)
             t0 = time.perf_counter()
-            retriever = make(rname, corpus, on_progress=bars.callback(f"{rname}: {corpus.corpus_id} verses"),
-                             **cfg.options.get(rname, {}))
+            building = bars.callback(f"{rname}: {corpus.corpus_id} verses")
+            retriever = make(rname, corpus, home=home, on_progress=building, **cfg.options.get(rname, {}))
             built = time.perf_counter() - t0
             done += 1
             configs[rname] = config_dict(retriever)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from corpus.errors import BadInput
+from harness.home import default_home
 
 
 def emit_json(obj) -> None:
@@ -48,9 +49,11 @@ def data_inspect(n: int = typer.Option(5, "--n", help="sample windows to show"),
     from encoder.train import preset_config
     cfg = preset_config(preset, tokenizer=tokenizer, seed=seed, limit=limit,
                         translations=tuple(t.strip() for t in translations.split(",")) if translations else None)
-    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit)
-    tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction), data.texts_fn(sources, cfg.val_fraction))
-    ws = data.load_windows(tk, sources, PRESETS[preset].max_len, cfg.val_fraction)
+    home = default_home()
+    sources = data.load_sources(cfg.translations, cfg.scope, cfg.naves, cfg.limit, home=home)
+    tk = tok.build(cfg.tokenizer, data.sources_key(sources, cfg.val_fraction), data.texts_fn(sources, cfg.val_fraction),
+                   home)
+    ws = data.load_windows(tk, sources, PRESETS[preset].max_len, cfg.val_fraction, home)
     masking = data.Masking.of(tk, cfg.mask_prob)
     inputs, attn, labels = data.train_batch(ws.train, masking, tok.special_ids(tk)["pad"], max(n, 1), seed, 0)
     samples = [_render_window(tk, *row) for row in zip(inputs[:n], attn[:n], labels[:n])]
@@ -143,7 +146,7 @@ def train_cmd(preset: str = typer.Option(None, "--preset", help="tiny|small|base
         cfg = replace(cfg, clip=None)
     fields = [("loss", ".3f"), ("val_loss", ".3f")]
     with _StepPrinter(f"train {cfg.preset}", cfg.steps, fields) as printer:
-        path = train(cfg, resume=resume, overwrite=overwrite, on_step=printer)
+        path = train(cfg, home=default_home(), resume=resume, overwrite=overwrite, on_step=printer)
     _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val loss {m['final_val_loss']}")
 
 
@@ -252,7 +255,7 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
         cfg = FinetuneConfig.from_dict({k: v for k, v in given.items() if v is not None})
     fields = [("loss", ".3f"), ("acc", ".2f"), ("temperature", ".3f"), ("val_acc", ".3f"), ("val_loss", ".4f")]
     with _StepPrinter("finetune", cfg.steps, fields) as printer:
-        path = finetune(cfg, resume=resume, overwrite=overwrite, on_step=printer)
+        path = finetune(cfg, home=default_home(), resume=resume, overwrite=overwrite, on_step=printer)
     _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val acc "
                                      f"{(m.get('final_val') or {}).get('val_acc')}, temperature {m['temperature']:.4f}")
 
@@ -279,7 +282,6 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
                 as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON at the end")):
     """Distil a teacher's sentence vectors into a small student of our architecture; writes a checkpoint folder.
     The teacher's vectors are computed once and cached (keyed by its sha256). Ctrl-C saves the step and stops."""
-    from corpus.paths import home
     from encoder import loop as L
     from encoder.distill import DistillConfig, distill
     from encoder.distributed import resolve_device
@@ -299,7 +301,7 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
         teacher_bar = bars.callback("teacher encoding the texts")
         with _StepPrinter("distill", cfg.steps, [("loss", ".4f"), ("val_loss", ".4f"), ("val_cos", ".4f")],
                           bars) as printer:
-            path = distill(cfg, root=home(), resume=resume, overwrite=overwrite, on_step=printer,
+            path = distill(cfg, home=default_home(), resume=resume, overwrite=overwrite, on_step=printer,
                            on_progress=teacher_bar)
     _report(path, as_json, lambda m: f"train loss {m['final_train_loss']:.4f}, val cos {m['final_val_cos']}")
 
@@ -311,7 +313,7 @@ def mine_negatives_cmd(out: str = typer.Option("build/negatives.trec", "--out", 
     commentary anchor of the training pairs as a query over the WEB Bible."""
     from harness.mine import mine
 
-    summary = mine(Path(out), depth)
+    summary = mine(Path(out), depth, home=default_home())
     if as_json:
         emit_json(summary)
     else:
@@ -372,7 +374,7 @@ def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
     base = Path(report) if report else (REPO / "reports" / "ablations" if budget == "cpu" else folder / "ablations")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   disable=not sys.stderr.isatty(), transient=True) as progress:
-        summary = A.ablate(budget, folder, tuple(only), device, progress=progress)
+        summary = A.ablate(budget, folder, tuple(only), device, progress=progress, home=default_home())
     A.write(summary, base.with_suffix(".md"), base.with_suffix(".json"))
     if as_json:
         emit_json(summary)

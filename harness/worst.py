@@ -120,14 +120,14 @@ def _found_first(judged, pos_a, pos_b, corpus):
     return -rel, best, corpus.position.get(d, 0)
 
 
-def view(a: Side, b: Side, set_name: str, metric: str, n: int) -> dict:
+def view(a: Side, b: Side, set_name: str, metric: str, n: int, *, home: Path) -> dict:
     """The n queries of one set that fell most from A to B on `metric`, each with its relevant verses (and their
-    ranks on both sides) and each side's top 3."""
+    ranks on both sides) and each side's top 3; the verse texts come from the corpus cached under `home`."""
     pa, pb = values(a, set_name, metric), values(b, set_name, metric)
     if pa is None or pb is None:
         raise BadInput(f"{set_name}: no per-query {metric} for {a.label if pa is None else b.label}")
     corpus_meta = b.report["meta"]["corpus"]
-    corpus = load_corpus(corpus_meta["translation"], corpus_meta["scope"])
+    corpus = load_corpus(corpus_meta["translation"], corpus_meta["scope"], home=home)
     qs = _judged(b.report, set_name)
     rank_a, rank_b = ranking(a, set_name), ranking(b, set_name)
     fell = drops(pa, pb, metric)
@@ -150,8 +150,8 @@ def view(a: Side, b: Side, set_name: str, metric: str, n: int) -> dict:
             "judged": qs is not None, "worst": queries}
 
 
-def views(side_pairs, metric: str, n: int) -> list[dict]:
-    out = [view(a, b, s, metric, n) for a, b in side_pairs for s in common_sets(a, b)]
+def views(side_pairs, metric: str, n: int, *, home: Path) -> list[dict]:
+    out = [view(a, b, s, metric, n, home=home) for a, b in side_pairs for s in common_sets(a, b)]
     if not out:
         raise BadInput("--worst: the two sides have no set in common")
     return out
@@ -267,7 +267,8 @@ def write(vs: list[dict], folder) -> list[Path]:
             atomic_write_text(Path(folder) / "worst.json", json.dumps(vs, indent=1, ensure_ascii=False) + "\n")]
 
 
-def for_compare(reports: list[tuple[str, dict]], only, metric: str, n: int | None, folder) -> tuple[list, list]:
+def for_compare(reports: list[tuple[str, dict]], only, metric: str, n: int | None, folder, *,
+                home: Path) -> tuple[list, list]:
     """`bench compare`'s extras: the per-query scatter PNGs wherever the reports pair up, and with `--worst N` the
     N queries that fell most. Returns (views, files written)."""
     try:
@@ -277,13 +278,13 @@ def for_compare(reports: list[tuple[str, dict]], only, metric: str, n: int | Non
             raise
         return [], []  # many rows side by side: no A and B to plot against each other, and none was asked for
     written = scatter_pngs(side_pairs, metric, folder)
-    vs = views(side_pairs, metric, n) if n else []
+    vs = views(side_pairs, metric, n, home=home) if n else []
     return vs, written + (write(vs, folder) if vs else [])
 
 
 # ---- the gate ---------------------------------------------------------------------------------------------------------
 
-def search_again(rep: dict, retriever: str, set_name: str, qids) -> dict | None:
+def search_again(rep: dict, retriever: str, set_name: str, qids, *, home: Path) -> dict | None:
     """The report's retriever rebuilt from its recorded options and asked these queries again: {qid: [docid, ...]}.
 
     A baseline keeps per-query values but no run files. The retrievers are deterministic, so the rebuilt one ranks as
@@ -301,11 +302,11 @@ def search_again(rep: dict, retriever: str, set_name: str, qids) -> dict | None:
         options["checkpoint"] = str(path if path.is_absolute() else REPO / path)
         if not (path := Path(options["checkpoint"])).joinpath("config.json").is_file() or ckpt.sha256(path) != want_sha:
             return None
-    corpus = load_corpus(meta["corpus"]["translation"], meta["corpus"]["scope"])
+    corpus = load_corpus(meta["corpus"]["translation"], meta["corpus"]["scope"], home=home)
     qs = load_set(set_name, meta["corpus"]["scope"])
     if corpus.corpus_id != meta["corpus"]["id"] or not recorded:
         return None
-    found = make(retriever, corpus, **options)
+    found = make(retriever, corpus, home=home, **options)
     if {k: v for k, v in config_dict(found).items() if k != "checkpoint"} != \
             {k: v for k, v in recorded.items() if k != "checkpoint"}:
         return None
@@ -313,16 +314,16 @@ def search_again(rep: dict, retriever: str, set_name: str, qids) -> dict | None:
     return {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in run.items()}
 
 
-def for_gate(candidate: dict, folder, baseline: dict, failed, n: int = 5) -> dict:
+def for_gate(candidate: dict, folder, baseline: dict, failed, n: int = 5, *, home: Path) -> dict:
     """{"set/retriever/metric": view} for each failing metric: the n queries that fell most from the baseline."""
     out = {}
     for name in failed:
         s, r, m = name.split("/")
         fell = drops(baseline["per_query"][s][r][m], candidate["per_query"][s][r][m], m)[:n]
-        again = search_again(baseline, r, s, [q for q, *_ in fell]) if fell else None
+        again = search_again(baseline, r, s, [q for q, *_ in fell], home=home) if fell else None
         a = Side("baseline", baseline, r, None, {s: again} if again is not None else None)
         b = Side("candidate", candidate, r, Path(folder))
-        out[name] = view(a, b, s, m, n)
+        out[name] = view(a, b, s, m, n, home=home)
     return out
 
 

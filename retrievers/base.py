@@ -9,14 +9,18 @@ Contract for every retriever's `search(queries, k)`:
 
 Each retriever declares what a user may set as a frozen options dataclass; the registry checks the options against it
 (an option a retriever does not have is BadInput naming the ones it has, see `config_from_options`) and calls
-`factory(corpus, options)`. The retriever records the options it was made with as `.options`, so a run can be named
-by (retriever, options, k) and handed to a retriever made of others (the hybrid) instead of being searched again.
+`factory(corpus, options, home=..., on_progress=...)`. `home` is the cache root (index, verse vectors): where, never
+what, since every cache is keyed by content; so, like the progress callback, it is an argument of the build and no
+option, and it never reaches a config, a run key or a report. The retriever records the options it was made with as
+`.options`, so a run can be named by (retriever, options, k) and handed to a retriever made of others (the hybrid)
+instead of being searched again.
 """
 
 import dataclasses
 import importlib
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import typing
@@ -71,16 +75,19 @@ def option_names(name: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(options_class(name)) if f.init)
 
 
-def make(name: str, corpus, on_progress=None, **options) -> Retriever:
-    """Build the retriever called `name` over `corpus`. BadInput for an unknown name or option. `on_progress(done,
-    total)`, when given, hears how far the long part of a build has got (indexing or encoding the verses)."""
-    return make_from(name, corpus, config_from_options(options_class(name), options, name), on_progress)
+def make(name: str, corpus, *, home: Path, on_progress=None, **options) -> Retriever:
+    """Build the retriever called `name` over `corpus`, its caches under the cache root `home`. BadInput for an
+    unknown name or option. `on_progress(done, total)`, when given, hears how far the long part of a build has got
+    (indexing or encoding the verses)."""
+    return make_from(name, corpus, config_from_options(options_class(name), options, name), home=home,
+                     on_progress=on_progress)
 
 
-def make_from(name: str, corpus, options, on_progress=None) -> Retriever:
+def make_from(name: str, corpus, options, *, home: Path, on_progress=None) -> Retriever:
     """Build `name` from an instance of its options dataclass (already checked). Every factory takes
-    `(corpus, options, on_progress=None)`; the callback is how far, never what, so it is no option and no config."""
-    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options, on_progress=on_progress)
+    `(corpus, options, *, home, on_progress=None)`; the callback is how far, never what, so it is no option and no
+    config."""
+    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options, home=home, on_progress=on_progress)
     retriever.options = options
     return retriever
 

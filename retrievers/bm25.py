@@ -2,8 +2,8 @@
 
 Index: Anserini's default English analyzer (Porter stemmer, Lucene's English stopwords removed), document vectors
 stored (RM3 needs them), one indexing thread with verses added in canonical order, so the same corpus always gives
-the same index. It lives in `home()/indexes/<corpus id>-<hash of the index settings>/`, built in a temporary folder
-beside it and renamed into place when complete.
+the same index. It lives in `<cache root>/indexes/<corpus id>-<hash of the index settings>/` (the cache root is
+handed in), built in a temporary folder beside it and renamed into place when complete.
 
 Lucene document ids are zero-padded corpus positions ("000123"), mapped back to verse ids here. Anserini rounds
 scores to 1e-4 and breaks the resulting ties by lexicographic docid, which with these ids is canonical order: the
@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.errors import BadInput
-from corpus.paths import home
 from retrievers.base import check_k, positive_int, strictly_decreasing
 
 BATCH_THREADS = 2
@@ -55,11 +54,11 @@ class Bm25Rm3Config(Bm25Config):
 
 
 class Bm25Retriever:
-    def __init__(self, name: str, corpus, config: Bm25Config, on_progress=None):
+    def __init__(self, name: str, corpus, config: Bm25Config, home: Path, on_progress=None):
         self.name = name
         self.config = config
         self._ids = corpus.ids
-        self.index_dir = ensure_index(corpus, on_progress=on_progress)
+        self.index_dir = ensure_index(corpus, home, on_progress=on_progress)
         self._searcher = _open_searcher(self.index_dir, len(corpus), config)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
@@ -90,14 +89,14 @@ class Bm25Retriever:
         return self._searcher.batch_search(jtexts, jqids, k, BATCH_THREADS)
 
 
-def make(corpus, config: Bm25Config, on_progress=None) -> Bm25Retriever:
+def make(corpus, config: Bm25Config, *, home: Path, on_progress=None) -> Bm25Retriever:
     """Options: k1, b, max_query_chars."""
-    return Bm25Retriever("bm25", corpus, _checked(config), on_progress)
+    return Bm25Retriever("bm25", corpus, _checked(config), home, on_progress)
 
 
-def make_rm3(corpus, config: Bm25Rm3Config, on_progress=None) -> Bm25Retriever:
+def make_rm3(corpus, config: Bm25Rm3Config, *, home: Path, on_progress=None) -> Bm25Retriever:
     """Options: k1, b, max_query_chars, fb_terms, fb_docs, original_query_weight."""
-    return Bm25Retriever("bm25-rm3", corpus, _checked(config), on_progress)
+    return Bm25Retriever("bm25-rm3", corpus, _checked(config), home, on_progress)
 
 
 def _checked(config: Bm25Config) -> Bm25Config:
@@ -141,16 +140,16 @@ def index_settings(corpus) -> dict:
             "docids": "zero-padded canonical position", "anserini": _anserini_jar()}
 
 
-def index_path(corpus, root: Path | None = None) -> Path:
-    """Where the corpus's index lives under the cache root (`root`, default `home()`)."""
+def index_path(corpus, home: Path) -> Path:
+    """Where the corpus's index lives under the cache root `home`."""
     digest = hashlib.sha256(json.dumps(index_settings(corpus), sort_keys=True).encode()).hexdigest()[:12]
-    return (root or home()) / "indexes" / f"{corpus.corpus_id}-{digest}"
+    return home / "indexes" / f"{corpus.corpus_id}-{digest}"
 
 
-def ensure_index(corpus, root: Path | None = None, on_progress=None) -> Path:
-    """The corpus's Lucene index, built on first use under the cache root (`root`, default `home()`). Returns its
-    folder. A build calls `on_progress(done, total)` with the verses indexed so far."""
-    final = index_path(corpus, root)
+def ensure_index(corpus, home: Path, on_progress=None) -> Path:
+    """The corpus's Lucene index, built on first use under the cache root `home`. Returns its folder. A build calls
+    `on_progress(done, total)` with the verses indexed so far."""
+    final = index_path(corpus, home)
     if final.is_dir():
         return final
     if len(corpus) >= 10**6:

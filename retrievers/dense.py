@@ -7,20 +7,22 @@ from pathlib import Path
 import numpy as np
 
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_bytes, home
+from corpus.paths import atomic_write_bytes
 
 
-def vectors_path(model_sha: str, corpus_id: str) -> Path:
+def vectors_path(home: Path, model_sha: str, corpus_id: str) -> Path:
     key = hashlib.sha256(f"{model_sha}\0{corpus_id}".encode()).hexdigest()[:20]
-    return home() / "vectors" / f"{corpus_id}-{key}.npy"
+    return home / "vectors" / f"{corpus_id}-{key}.npy"
 
 
-def cached_vectors(model_sha: str, corpus, encode, expect_dim: int | None = None) -> tuple[np.ndarray, bool]:
-    """The corpus's verse vectors for this model, encoded once and reused: (vectors, came_from_cache).
+def cached_vectors(home: Path, model_sha: str, corpus, encode,
+                   expect_dim: int | None = None) -> tuple[np.ndarray, bool]:
+    """The corpus's verse vectors for this model, encoded once and reused from the cache root `home`: (vectors,
+    came_from_cache).
 
     The key holds the model's content hash, so a new checkpoint can never pick up an old checkpoint's vectors.
     """
-    path = vectors_path(model_sha, corpus.corpus_id)
+    path = vectors_path(home, model_sha, corpus.corpus_id)
     if path.is_file():
         try:
             vecs = np.load(path, allow_pickle=False)

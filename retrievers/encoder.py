@@ -1,7 +1,7 @@
 """The in-repo BERT encoder as a retriever: mean-pooled, L2-normalised verse vectors and exact cosine top-k.
 
-Verse vectors are encoded once per (checkpoint sha256, corpus id) and cached; the default checkpoint is the one
-committed under models/.
+Verse vectors are encoded once per (checkpoint sha256, corpus id) and cached under the cache root the retriever is
+given; the default checkpoint is the one committed under models/.
 """
 
 import functools
@@ -48,7 +48,7 @@ def checkpoint_identity(checkpoint=None) -> tuple[Path, str]:
 class EncoderRetriever:
     name = NAME
 
-    def __init__(self, corpus, checkpoint=None, batch_size: int = 128, on_progress=None):
+    def __init__(self, corpus, home: Path, checkpoint=None, batch_size: int = 128, on_progress=None):
         from encoder import checkpoint as ckpt  # torch: see checkpoint_identity
 
         path, sha = checkpoint_identity(checkpoint)
@@ -56,8 +56,8 @@ class EncoderRetriever:
         self.config = EncoderRetrieverConfig(checkpoint=str(path), checkpoint_sha256=sha,
                                              model=dict(self.ckpt.config["model"]), batch_size=int(batch_size))
         self.ids = corpus.ids
-        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, functools.partial(self.encode,
-                                                                                       on_progress=on_progress),
+        self.doc_vecs, self.from_cache = cached_vectors(home, sha, corpus,
+                                                        functools.partial(self.encode, on_progress=on_progress),
                                                         expect_dim=self.ckpt.model.out_dim)
 
     def encode(self, texts, on_progress=None):
@@ -70,7 +70,7 @@ class EncoderRetriever:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, options: EncoderOptions, on_progress=None) -> EncoderRetriever:
+def make(corpus, options: EncoderOptions, *, home: Path, on_progress=None) -> EncoderRetriever:
     positive_int(options.batch_size, "encoder: batch_size")
-    return EncoderRetriever(corpus, checkpoint=options.checkpoint, batch_size=options.batch_size,
+    return EncoderRetriever(corpus, home, checkpoint=options.checkpoint, batch_size=options.batch_size,
                             on_progress=on_progress)

@@ -90,7 +90,7 @@ class Hybrid:
 
     name = "hybrid"
 
-    def __init__(self, corpus, options: HybridOptions, on_progress=None):
+    def __init__(self, corpus, options: HybridOptions, home: Path, on_progress=None):
         if options.dense not in DENSE:
             raise BadInput(f"hybrid: --dense must be one of {', '.join(DENSE)}, got {options.dense!r}")
         if options.fusion not in METHODS:
@@ -110,12 +110,13 @@ class Hybrid:
                                    norm=NORM.get(options.fusion, "min-max"), params=params, params_source=source,
                                    depth=int(options.depth), checkpoint=checkpoint)
         self._parts: dict = {}
-        self._on_progress = on_progress  # handed to the parts when they are built
+        self._home, self._on_progress = home, on_progress  # handed to the parts when they are built
 
     def part(self, name: str):
         """The part retriever called `name`, built on first need (a runner that holds its runs never builds it)."""
         if name not in self._parts:
-            self._parts[name] = base.make_from(name, self._corpus, self.part_options[name], self._on_progress)
+            self._parts[name] = base.make_from(name, self._corpus, self.part_options[name], home=self._home,
+                                               on_progress=self._on_progress)
         return self._parts[name]
 
     def parts(self, queries: dict[str, str], k: int, held: dict | None = None) -> tuple[dict, dict]:
@@ -207,5 +208,5 @@ def ranx_fuse(sparse: dict, dense: dict, cfg: HybridConfig, qids: list[str]) -> 
     return {q: fused.get(q, {}) for q in qids}
 
 
-def make(corpus, options: HybridOptions, on_progress=None) -> Hybrid:
-    return Hybrid(corpus, options, on_progress)
+def make(corpus, options: HybridOptions, *, home: Path, on_progress=None) -> Hybrid:
+    return Hybrid(corpus, options, home, on_progress)

@@ -31,6 +31,7 @@ import dataclasses
 import re
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from corpus.errors import BadInput
 from retrievers.base import check_k, positive_int, redact_dsn, strictly_decreasing
@@ -123,9 +124,10 @@ class IlikeRetriever:
         self._conn.close()
 
 
-def make(corpus, config: IlikeConfig, on_progress=None) -> IlikeRetriever:
+def make(corpus, config: IlikeConfig, *, home: Path, on_progress=None) -> IlikeRetriever:
     """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32), index.
-    `on_progress` goes unused: loading the verses into a table takes well under a second."""
+    `home` goes unused (the table lives in memory or in PostgreSQL, never in the cache root), and so does
+    `on_progress`: loading the verses into a table takes well under a second."""
     if config.backend is None:
         config = dataclasses.replace(config, backend="postgresql" if config.dsn else "sqlite")
     if config.backend not in BACKENDS:

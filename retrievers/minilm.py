@@ -8,6 +8,7 @@ retriever that is built but never searched never loads it.
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,12 +65,12 @@ def load_model(max_seq_length: int = 128):
 class MiniLM:
     name = NAME
 
-    def __init__(self, corpus, batch_size: int = 128, on_progress=None):
+    def __init__(self, corpus, home: Path, batch_size: int = 128, on_progress=None):
         sha = file_sha256(model_dir() / "model.safetensors")
         self.config = MiniLMConfig(model_sha256=sha, batch_size=batch_size)
         self.ids = corpus.ids
-        self.doc_vecs, self.from_cache = cached_vectors(sha, corpus, functools.partial(self.encode,
-                                                                                       on_progress=on_progress))
+        self.doc_vecs, self.from_cache = cached_vectors(home, sha, corpus,
+                                                        functools.partial(self.encode, on_progress=on_progress))
 
     @property
     def model(self):
@@ -97,6 +98,6 @@ class MiniLM:
         return search_with(self.encode, self.doc_vecs, self.ids, queries, k)
 
 
-def make(corpus, options: MiniLMOptions, on_progress=None) -> MiniLM:
+def make(corpus, options: MiniLMOptions, *, home: Path, on_progress=None) -> MiniLM:
     positive_int(options.batch_size, "minilm: batch_size")
-    return MiniLM(corpus, batch_size=options.batch_size, on_progress=on_progress)
+    return MiniLM(corpus, home, batch_size=options.batch_size, on_progress=on_progress)

@@ -14,6 +14,7 @@ import sys
 from corpus.books import scope_of
 from corpus.bible import load_corpus
 from corpus.qsets import read_set, validate_set
+from harness.home import default_home
 
 SETS = ("keyword", "thematic-curated", "distractor")
 
@@ -24,11 +25,11 @@ def main(argv=None) -> int:
     ap.add_argument("sets", nargs="*", default=SETS)
     args = ap.parse_args(argv)
 
-    corpora = {}
+    corpora, home = {}, default_home()
 
     def ids(scope):
         if scope not in corpora:
-            corpora[scope] = load_corpus("web", scope)
+            corpora[scope] = load_corpus("web", scope, home=home)
         return set(corpora[scope].ids)
 
     for name in args.sets:
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
               f"OT {primary['ot']}; relevant verses NT only {by_scope['nt']}, OT only {by_scope['ot']}, "
               f"both {by_scope['mixed']}")
         if args.show:
-            corpus = corpora.get("all") or load_corpus("web", "all")
+            corpus = corpora.get("all") or load_corpus("web", "all", home=home)
             for qid, text in qs.queries.items():
                 print(f"\n{qid}  {text}")
                 for d, r in sorted(qs.qrels[qid].items(), key=lambda kv: -kv[1]):

@@ -15,19 +15,21 @@ from corpus.errors import BadInput
 from corpus.qsets import load_set, read_run
 from harness import metrics
 from harness.report import git_commit, machine, write_report
+from harness.home import default_home
 from harness.runner import evaluate_set
-from corpus.paths import home
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise SystemExit(__doc__)
     runs_dir, out = Path(argv[0]), Path(argv[1])
-    metrics.configure(home())
-    corpus = load_corpus("web", "nt")
+    home = default_home()
+    metrics.configure(home)
+    corpus = load_corpus("web", "nt", home=home)
     report = {"meta": {"git": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "source": "TREC runs evaluated from files",
                        "corpus": {"id": corpus.corpus_id, "translation": "web", "scope": "nt", "verses": len(corpus)},
+                       "run": {"k": 100, "scope": "nt", "translation": "web", "stat_test": "student"},
                        "sets": {}},
               "results": {}, "per_query": {}, "significance": {}}
     by_set: dict[str, dict[str, Path]] = {}

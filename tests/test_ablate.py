@@ -56,9 +56,9 @@ def test_baseline_is_the_documented_recipe(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_budget_end_to_end(tmp_path):
+def test_tiny_budget_end_to_end(home, tmp_path):
     torch.set_num_threads(1)
-    s = A.ablate("tiny", tmp_path / "work", only=("mlm-only",), device="cpu")
+    s = A.ablate("tiny", tmp_path / "work", only=("mlm-only",), device="cpu", home=home)
     assert list(s["variants"]) == ["baseline", "mlm-only"]
     sets = A.BUDGETS["tiny"].sets
     for row in s["variants"].values():
@@ -74,7 +74,7 @@ def test_tiny_budget_end_to_end(tmp_path):
     assert "| baseline |" in md and "| mlm-only |" in md and "**mlm-only**" in md
     assert json.loads((tmp_path / "abl.json").read_text())["budget"]["name"] == "tiny"
     # a rerun reuses the stored results (same config) instead of training again
-    again = A.ablate("tiny", tmp_path / "work", only=("mlm-only",), device="cpu")
+    again = A.ablate("tiny", tmp_path / "work", only=("mlm-only",), device="cpu", home=home)
     assert again["variants"] == s["variants"]
     first = json.loads((tmp_path / "work" / "baseline" / "result.json").read_text())["run_folder"]
     assert sorted(p.name for p in (tmp_path / "work" / "runs").iterdir()) == sorted(

@@ -90,12 +90,12 @@ def test_search_finds_the_new_heart_with_scope_all():
     assert "Ezek.36.26" in hits
 
 
-def test_failed_run_leaves_no_half_written_report(tmp_path):
+def test_failed_run_leaves_no_half_written_report(home, tmp_path):
     # the second retriever fails after the first has written its runs into the temp folder
     cfg = RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=tmp_path,
                     options={"bm25": {"no_such_option": 1}})
     with pytest.raises(BadInput, match="unknown option"):
-        run_benchmark(cfg)
+        run_benchmark(cfg, home=home)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -11,10 +11,12 @@ from harness.runner import RunConfig, run_benchmark
 
 
 @pytest.fixture(scope="module")
-def two_reports(tmp_path_factory):
+def two_reports(home, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
-    a = run_benchmark(RunConfig(retrievers=("ilike",), sets=("distractor", "keyword"), out_root=out / "a"))[1]
-    b = run_benchmark(RunConfig(retrievers=("bm25",), sets=("distractor", "keyword"), out_root=out / "b"))[1]
+    a = run_benchmark(RunConfig(retrievers=("ilike",), sets=("distractor", "keyword"), out_root=out / "a"),
+                      home=home)[1]
+    b = run_benchmark(RunConfig(retrievers=("bm25",), sets=("distractor", "keyword"), out_root=out / "b"),
+                      home=home)[1]
     return a / "report.json", b / "report.json"
 
 

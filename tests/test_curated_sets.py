@@ -15,14 +15,14 @@ CURATED = [
 
 
 @pytest.fixture(scope="module")
-def corpus_ids(nt_corpus):
+def corpus_ids(home, nt_corpus):
     from corpus.bible import load_corpus
 
     ids = {"nt": set(nt_corpus.ids)}
 
     def by_scope(scope):
         if scope not in ids:
-            ids[scope] = set(load_corpus("web", scope).ids)
+            ids[scope] = set(load_corpus("web", scope, home=home).ids)
         return ids[scope]
 
     return by_scope

@@ -22,7 +22,7 @@ def small_corpus(nt_corpus):
 
 
 @pytest.fixture(scope="module")
-def two_checkpoints(tmp_path_factory):
+def two_checkpoints(home, tmp_path_factory):
     """Two tiny MLM checkpoints that differ only in their seed, so in their weights."""
     out = []
     for seed in (0, 1):
@@ -30,12 +30,11 @@ def two_checkpoints(tmp_path_factory):
         cfg = preset_config("tiny", out=str(folder), translations=("web",), scope="nt", limit=200, val_fraction=0.1,
                             tokenizer="wordpiece-1000", steps=3, batch_size=8, warmup=1, eval_every=3,
                             eval_windows=16, device="cpu", seed=seed)
-        out.append(train(cfg))
+        out.append(train(cfg, home=home))
     return out
 
 
-def test_cache_is_keyed_by_model_hash(small_corpus, tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
+def test_cache_is_keyed_by_model_hash(small_corpus, tmp_path):
     calls = []
 
     def encode_with(tag):
@@ -46,44 +45,42 @@ def test_cache_is_keyed_by_model_hash(small_corpus, tmp_path, monkeypatch):
             return v / np.linalg.norm(v, axis=1, keepdims=True)
         return enc
 
-    a1, hit1 = dense.cached_vectors("sha-a", small_corpus, encode_with("a"))
-    a2, hit2 = dense.cached_vectors("sha-a", small_corpus, encode_with("a"))
-    b1, hit3 = dense.cached_vectors("sha-b", small_corpus, encode_with("bb"))
+    a1, hit1 = dense.cached_vectors(tmp_path, "sha-a", small_corpus, encode_with("a"))
+    a2, hit2 = dense.cached_vectors(tmp_path, "sha-a", small_corpus, encode_with("a"))
+    b1, hit3 = dense.cached_vectors(tmp_path, "sha-b", small_corpus, encode_with("bb"))
     assert (hit1, hit2, hit3) == (False, True, False)
     assert calls == ["a", "bb"]
     assert np.array_equal(a1, a2) and not np.array_equal(a1, b1)
-    assert dense.vectors_path("sha-a", small_corpus.corpus_id) != dense.vectors_path("sha-b", small_corpus.corpus_id)
+    paths = [dense.vectors_path(tmp_path, sha, small_corpus.corpus_id) for sha in ("sha-a", "sha-b")]
+    assert paths[0] != paths[1]
 
 
-def test_damaged_cache_file_is_rebuilt_not_trusted(small_corpus, tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
-    path = dense.vectors_path("sha-x", small_corpus.corpus_id)
+def test_damaged_cache_file_is_rebuilt_not_trusted(small_corpus, tmp_path):
+    path = dense.vectors_path(tmp_path, "sha-x", small_corpus.corpus_id)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"garbage")
-    vecs, hit = dense.cached_vectors("sha-x", small_corpus, lambda t: np.ones((len(t), 4), np.float32) / 2)
+    vecs, hit = dense.cached_vectors(tmp_path, "sha-x", small_corpus, lambda t: np.ones((len(t), 4), np.float32) / 2)
     assert not hit and vecs.shape == (200, 4)
 
 
-def test_new_checkpoint_never_reuses_old_vectors(small_corpus, two_checkpoints, tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
+def test_new_checkpoint_never_reuses_old_vectors(small_corpus, two_checkpoints, tmp_path):
     torch.set_num_threads(1)
-    r0 = EncoderRetriever(small_corpus, checkpoint=two_checkpoints[0])
-    r1 = EncoderRetriever(small_corpus, checkpoint=two_checkpoints[1])
+    r0 = EncoderRetriever(small_corpus, tmp_path, checkpoint=two_checkpoints[0])
+    r1 = EncoderRetriever(small_corpus, tmp_path, checkpoint=two_checkpoints[1])
     assert not r0.from_cache and not r1.from_cache
     assert r0.config.checkpoint_sha256 != r1.config.checkpoint_sha256
     assert not np.allclose(r0.doc_vecs, r1.doc_vecs)
-    again = EncoderRetriever(small_corpus, checkpoint=two_checkpoints[0])
+    again = EncoderRetriever(small_corpus, tmp_path, checkpoint=two_checkpoints[0])
     assert again.from_cache and np.array_equal(again.doc_vecs, r0.doc_vecs)
     # the cached vectors are the ones the model computes now
     assert np.allclose(r0.encode(list(small_corpus.texts[:5])), r0.doc_vecs[:5], atol=1e-5)
 
 
-def test_same_weights_in_another_folder_share_the_cache(small_corpus, two_checkpoints, tmp_path, monkeypatch):
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))
-    EncoderRetriever(small_corpus, checkpoint=two_checkpoints[0])
+def test_same_weights_in_another_folder_share_the_cache(small_corpus, two_checkpoints, tmp_path):
+    EncoderRetriever(small_corpus, tmp_path, checkpoint=two_checkpoints[0])
     copy = tmp_path / "copy"
     shutil.copytree(two_checkpoints[0], copy)
-    assert EncoderRetriever(small_corpus, checkpoint=copy).from_cache
+    assert EncoderRetriever(small_corpus, tmp_path, checkpoint=copy).from_cache
 
 
 def test_top_k_is_exact_and_ties_go_to_the_earlier_verse():
@@ -96,7 +93,7 @@ def test_top_k_is_exact_and_ties_go_to_the_earlier_verse():
 
 def test_missing_or_mismatched_checkpoint_is_refused(small_corpus, two_checkpoints, tmp_path):
     with pytest.raises(BadInput, match="no such checkpoint"):
-        EncoderRetriever(small_corpus, checkpoint=tmp_path / "none")
+        EncoderRetriever(small_corpus, tmp_path, checkpoint=tmp_path / "none")
     bad = tmp_path / "other-tokenizer"
     shutil.copytree(two_checkpoints[0], bad)
     # a tokenizer from a checkpoint with another vocabulary: refused, not silently mis-encoded
@@ -104,20 +101,20 @@ def test_missing_or_mismatched_checkpoint_is_refused(small_corpus, two_checkpoin
 
     tok.load_bert_uncased().save(str(bad / "tokenizer.json"))
     with pytest.raises(BadInput, match="tokenizer"):
-        EncoderRetriever(small_corpus, checkpoint=bad)
+        EncoderRetriever(small_corpus, tmp_path, checkpoint=bad)
 
 
 @pytest.mark.slow
-def test_minilm_loads_once_per_process_only_when_needed_and_quietly(nt_corpus, capfd):
+def test_minilm_loads_once_per_process_only_when_needed_and_quietly(home, nt_corpus, capfd):
     from retrievers import base, minilm
 
-    base.make("minilm", nt_corpus)  # the verse vectors are cached from here on
+    base.make("minilm", nt_corpus, home=home)  # the verse vectors are cached from here on
     minilm.load_model.cache_clear()
-    r = base.make("minilm", nt_corpus)
+    r = base.make("minilm", nt_corpus, home=home)
     assert r.from_cache and minilm.load_model.cache_info().currsize == 0  # built without loading the model
     capfd.readouterr()
     first = r.search({"q": "love your enemies"}, 5)["q"]
-    again = base.make("minilm", nt_corpus).search({"q": "love your enemies"}, 5)["q"]
+    again = base.make("minilm", nt_corpus, home=home).search({"q": "love your enemies"}, 5)["q"]
     info = minilm.load_model.cache_info()
     assert (info.misses, info.currsize) == (1, 1) and info.hits >= 1 and first == again
     assert "Loading weights" not in capfd.readouterr().err  # transformers' bar, once printed on every load

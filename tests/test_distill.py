@@ -24,8 +24,8 @@ def cfg(tmp_path, name="s", **kw) -> DistillConfig:
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    return P.build(("web", "kjv", "asv", "ylt", "dar"), val_fraction=0.2, limit=120, commentary=True)
+def pairs(home):
+    return P.build(("web", "kjv", "asv", "ylt", "dar"), val_fraction=0.2, limit=120, commentary=True, home=home)
 
 
 def test_texts_hold_out_validation_verses_and_committed_queries(pairs):
@@ -42,7 +42,7 @@ def test_texts_hold_out_validation_verses_and_committed_queries(pairs):
 @pytest.mark.slow
 def test_student_moves_toward_the_teacher_and_the_teacher_runs_once(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    out = distill(cfg(tmp_path), root=home)
+    out = distill(cfg(tmp_path), home=home)
     log = ckpt.read_log(out)
     losses = [r["loss"] for r in log]
     assert np.mean(losses[-4:]) < np.mean(losses[:2]) - 0.2, losses   # 1 - cos falls from ~1 (a random student)
@@ -55,7 +55,7 @@ def test_student_moves_toward_the_teacher_and_the_teacher_runs_once(tmp_path, mo
     def no_teacher(*a, **k):
         raise AssertionError("the teacher ran again")
     monkeypatch.setattr(Dm.ckpt, "load", no_teacher)
-    distill(cfg(tmp_path, "again", steps=2), root=home)
+    distill(cfg(tmp_path, "again", steps=2), home=home)
     monkeypatch.undo()
     student = ckpt.load(out)
     assert student.model.out_dim == 384 and student.model.cfg.proj_dim == 384  # tiny is 64 wide: projected
@@ -66,15 +66,15 @@ def test_student_moves_toward_the_teacher_and_the_teacher_runs_once(tmp_path, mo
 @pytest.mark.slow
 def test_ctrl_c_then_resume_repeats_the_uninterrupted_run(tmp_path):
     home = tmp_path / "home"
-    whole = distill(cfg(tmp_path, "a", steps=8, eval_every=4), root=home)
+    whole = distill(cfg(tmp_path, "a", steps=8, eval_every=4), home=home)
 
     def ctrl_c_at_3(rec, total):
         if rec["step"] == 3:
             os.kill(os.getpid(), signal.SIGINT)
     c = cfg(tmp_path, "b", steps=8, eval_every=4)
     with pytest.raises(KeyboardInterrupt):
-        distill(c, root=home, on_step=ctrl_c_at_3)
-    resumed = distill(c, root=home, resume=True)
+        distill(c, on_step=ctrl_c_at_3, home=home)
+    resumed = distill(c, resume=True, home=home)
     a, b = ckpt.read_log(whole), ckpt.read_log(resumed)
     assert [r["step"] for r in b] == list(range(1, 9))
     assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=0, atol=1e-6)
@@ -82,6 +82,6 @@ def test_ctrl_c_then_resume_repeats_the_uninterrupted_run(tmp_path):
 
 def test_bad_config_is_one_line(tmp_path):
     with pytest.raises(BadInput, match="loss must be one of cosine|mse"):
-        distill(cfg(tmp_path, loss="kl"), root=tmp_path)
+        distill(cfg(tmp_path, loss="kl"), home=tmp_path)
     with pytest.raises(BadInput, match="no such teacher"):
-        distill(cfg(tmp_path, teacher=str(tmp_path / "nope")), root=tmp_path)
+        distill(cfg(tmp_path, teacher=str(tmp_path / "nope")), home=tmp_path)

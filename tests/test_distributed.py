@@ -22,20 +22,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(rank: int, world: int, port: int, kind: str, cfg: dict) -> None:
+def worker(rank: int, world: int, port: int, kind: str, cfg: dict, home) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     if kind == "train":
         from encoder.train import preset_config, train
-        train(preset_config("tiny", **cfg))
+        train(preset_config("tiny", **cfg), home=home)
     else:
         from encoder.finetune import FinetuneConfig, finetune
-        finetune(FinetuneConfig(**cfg))
+        finetune(FinetuneConfig(**cfg), home=home)
 
 
-def spawn(kind: str, cfg: dict, world: int = 2) -> None:
-    mp.spawn(worker, args=(world, free_port(), kind, cfg), nprocs=world, join=True)
+def spawn(kind: str, cfg: dict, home, world: int = 2) -> None:
+    mp.spawn(worker, args=(world, free_port(), kind, cfg, home), nprocs=world, join=True)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def pretrain_cfg(tmp_path_factory):
                 device="cpu")
 
 
-def test_two_ranks_pretrain_in_lockstep(pretrain_cfg):
-    spawn("train", pretrain_cfg)
+def test_two_ranks_pretrain_in_lockstep(home, pretrain_cfg):
+    spawn("train", pretrain_cfg, home)
     out = pretrain_cfg["out"]
     man = json.loads(open(f"{out}/manifest.json").read())
     a, b = man["replica_param_sha256"]
@@ -56,13 +56,13 @@ def test_two_ranks_pretrain_in_lockstep(pretrain_cfg):
     assert [r["step"] for r in ckpt.read_log(out)] == [1, 2, 3, 4]
 
 
-def test_two_ranks_finetune_like_one_process(pretrain_cfg, tmp_path):
+def test_two_ranks_finetune_like_one_process(home, pretrain_cfg, tmp_path):
     init = pretrain_cfg["out"]
     if not os.path.isdir(init):
-        spawn("train", pretrain_cfg)
+        spawn("train", pretrain_cfg, home)
     cfg = dict(init=init, out=str(tmp_path / "two"), steps=3, batch_size=16, lr=1e-3, warmup=0, naves=False,
                limit=300, device="cpu", val_per_kind=32, val_batch=16, eval_every=3)
-    spawn("finetune", cfg)
+    spawn("finetune", cfg, home)
     man = json.loads((tmp_path / "two" / "manifest.json").read_text())
     a, b = man["replica_param_sha256"]
     assert man["world_size"] == 2 and man["backend"] == "gloo" and a == b
@@ -70,7 +70,7 @@ def test_two_ranks_finetune_like_one_process(pretrain_cfg, tmp_path):
 
     from encoder.finetune import FinetuneConfig, finetune
     torch.set_num_threads(1)
-    one = finetune(FinetuneConfig(**{**cfg, "out": str(tmp_path / "one")}))
+    one = finetune(FinetuneConfig(**{**cfg, "out": str(tmp_path / "one")}), home=home)
     two, one = ckpt.read_log(tmp_path / "two"), ckpt.read_log(one)
     # Step 1 starts from the same weights on the same 16 pairs: with negatives gathered across ranks the loss is
     # the same number, and the gradient (its norm) is the single-process gradient, not a per-rank one.

@@ -8,8 +8,8 @@ from encoder import tokenizer as tok
 
 
 @pytest.fixture(scope="module")
-def sources():
-    return data.load_sources(("web", "kjv"), "nt", naves=False, limit=1500)
+def sources(home):
+    return data.load_sources(("web", "kjv"), "nt", naves=False, limit=1500, home=home)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,8 @@ def test_naves_prose_keeps_labels_and_drops_references():
     assert data.naves_prose("FAITH", tei) == "FAITH: Justification by. See BELIEVERS. Of Jude"
 
 
-def test_real_naves_entries_become_prose():
-    src = data.load_sources(("web",), "nt", naves=True)
+def test_real_naves_entries_become_prose(home):
+    src = data.load_sources(("web",), "nt", naves=True, home=home)
     naves = src[-1]
     assert naves.name == "naves" and naves.kind == "prose" and len(naves.ids) > 5000
     aaron = naves.texts[naves.ids.index("AARON")]

@@ -35,9 +35,9 @@ def losses(folder) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_tiny_model_memorises_ten_verses(tmp_path):
+def test_tiny_model_memorises_ten_verses(home, tmp_path):
     cfg = tiny_cfg(tmp_path, limit=10, val_fraction=0.0, steps=700, batch_size=16, schedule="constant")
-    h = losses(train(cfg))
+    h = losses(train(cfg, home=home))
     running = np.convolve(h, np.ones(20) / 20, "valid")  # mean of 20 steps: each step draws new masks
     assert h[:5].mean() > 3.0
     assert running.min() < 0.1, f"MLM loss on 10 verses only reached {running.min():.3f} in 700 steps"
@@ -65,8 +65,8 @@ def test_lr_schedule():
     assert lr_factor(9, 4, 12, "constant") == 1.0
 
 
-def test_log_has_every_step_and_the_checkpoint_is_complete(tmp_path):
-    folder = train(tiny_cfg(tmp_path))
+def test_log_has_every_step_and_the_checkpoint_is_complete(home, tmp_path):
+    folder = train(tiny_cfg(tmp_path), home=home)
     log = ckpt.read_log(folder)
     assert [r["step"] for r in log] == list(range(1, 21))
     for r in log:
@@ -87,23 +87,23 @@ def test_log_has_every_step_and_the_checkpoint_is_complete(tmp_path):
                                                   "train_log.jsonl", "manifest.json", "trainer_state.pt"}
 
 
-def test_without_clipping_the_norms_are_logged_unclipped(tmp_path):
-    folder = train(tiny_cfg(tmp_path, clip=None, lr=0.5, optimizer="sgd", warmup=0, steps=6))
+def test_without_clipping_the_norms_are_logged_unclipped(home, tmp_path):
+    folder = train(tiny_cfg(tmp_path, clip=None, lr=0.5, optimizer="sgd", warmup=0, steps=6), home=home)
     norms = [r["grad_norm"] for r in ckpt.read_log(folder)]
     assert len(norms) == 6 and all(n > 0 for n in norms)
 
 
-def test_memory_does_not_grow_from_epoch_to_epoch(tmp_path):
+def test_memory_does_not_grow_from_epoch_to_epoch(home, tmp_path):
     # 200 verses -> about 60 windows -> 7 steps an epoch at batch 8; 8 epochs.
-    folder = train(tiny_cfg(tmp_path, steps=56, eval_every=1000))
+    folder = train(tiny_cfg(tmp_path, steps=56, eval_every=1000), home=home)
     rss = np.array([r["rss"] for r in ckpt.read_log(folder)]) / 2 ** 20
     per_epoch = len(rss) // 8
     second, last = rss[2 * per_epoch - 1], rss[-1]
     assert last - second < 16, f"RSS grew from {second:.0f} MiB (epoch 2) to {last:.0f} MiB (epoch 8)"
 
 
-def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
-    whole = train(tiny_cfg(tmp_path / "a", steps=12, save_every=5, model={"dropout": 0.1}))
+def test_resume_after_interrupt_repeats_the_uninterrupted_run(home, tmp_path):
+    whole = train(tiny_cfg(tmp_path / "a", steps=12, save_every=5, model={"dropout": 0.1}), home=home)
 
     class Interrupt(KeyboardInterrupt):
         pass
@@ -113,12 +113,12 @@ def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
             raise Interrupt
     cfg = tiny_cfg(tmp_path / "b", steps=12, save_every=5, model={"dropout": 0.1})
     with pytest.raises(Interrupt):
-        train(cfg, on_step=stop_at_8)
+        train(cfg, on_step=stop_at_8, home=home)
     # Ctrl-C left the last complete checkpoint (step 5) intact and loadable
     assert json.loads((tmp_path / "b" / "ckpt" / "manifest.json").read_text())["steps"] == 5
     ckpt.load(tmp_path / "b" / "ckpt")
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
-    resumed = train(cfg, resume=True)
+    resumed = train(cfg, resume=True, home=home)
     a, b = ckpt.read_log(whole), ckpt.read_log(resumed)
     assert [r["step"] for r in b] == list(range(1, 13))
     assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=0, atol=1e-6)
@@ -128,13 +128,13 @@ def test_resume_after_interrupt_repeats_the_uninterrupted_run(tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
-def test_ctrl_c_before_the_first_save_leaves_a_resumable_checkpoint(tmp_path):
+def test_ctrl_c_before_the_first_save_leaves_a_resumable_checkpoint(home, tmp_path):
     """Seen: `bench train --steps 200`, Ctrl-C at step 28, then --resume: "no such checkpoint folder", because nothing
     was saved before step 1000. A real SIGINT now finishes the step under way, saves it, and stops."""
     import os
     import signal
 
-    whole = train(tiny_cfg(tmp_path / "a", steps=10, model={"dropout": 0.1}))
+    whole = train(tiny_cfg(tmp_path / "a", steps=10, model={"dropout": 0.1}), home=home)
     cfg = tiny_cfg(tmp_path / "b", steps=10, model={"dropout": 0.1})  # save_every 1000: no save before the end
 
     def ctrl_c_at_4(rec, total):
@@ -142,23 +142,23 @@ def test_ctrl_c_before_the_first_save_leaves_a_resumable_checkpoint(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
     before = signal.getsignal(signal.SIGINT)  # the default, or SIG_IGN under nohup / a background CI job
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, on_step=ctrl_c_at_4)
+        train(cfg, on_step=ctrl_c_at_4, home=home)
     assert json.loads((tmp_path / "b" / "ckpt" / "manifest.json").read_text())["steps"] == 4
     assert signal.getsignal(signal.SIGINT) is before  # the loop put the handler back
-    resumed = train(cfg, resume=True)
+    resumed = train(cfg, resume=True, home=home)
     a, b = ckpt.read_log(whole), ckpt.read_log(resumed)
     assert [r["step"] for r in b] == list(range(1, 11))
     assert np.allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=0, atol=1e-6)
 
 
-def test_resume_refuses_a_changed_config(tmp_path):
+def test_resume_refuses_a_changed_config(home, tmp_path):
     cfg = tiny_cfg(tmp_path, steps=4)
-    train(cfg)
+    train(cfg, home=home)
     with pytest.raises(BadInput, match=r"cannot resume: the checkpoint was trained with lr=0.003 \(now 0.001\)"):
-        train(replace(cfg, lr=1e-3, steps=8), resume=True)
+        train(replace(cfg, lr=1e-3, steps=8), resume=True, home=home)
     with pytest.raises(BadInput, match="already holds a checkpoint; use --resume"):
-        train(cfg)
-    train(replace(cfg, steps=6), resume=True)  # a longer run of the same training is fine
+        train(cfg, home=home)
+    train(replace(cfg, steps=6), resume=True, home=home)  # a longer run of the same training is fine
     assert len(ckpt.read_log(cfg.out)) == 6
 
 

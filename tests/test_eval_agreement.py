@@ -14,12 +14,12 @@ PAIRS = {"ndcg@10": nDCG @ 10, "precision@10": P @ 10, "recall@10": R @ 10, "rec
 
 
 @pytest.fixture(scope="module")
-def runs(nt_corpus, tmp_path_factory):
+def runs(home, nt_corpus, tmp_path_factory):
     """Real ILIKE and BM25 runs over two real sets, written to TREC files and read back as the evaluators would."""
     out = {}
     folder = tmp_path_factory.mktemp("runs")
     for name in ("ilike", "bm25"):
-        r = make(name, nt_corpus)
+        r = make(name, nt_corpus, home=home)
         for set_name in ("keyword", "distractor"):
             qs = load_set(set_name, "nt")
             run = strict_order(r.search(qs.queries, 100), nt_corpus.position)

@@ -25,13 +25,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def pretrained(home, tmp_path_factory):
     """A tiny MLM checkpoint (10 steps on 200 WEB NT verses, a 1,000-piece vocabulary): something to start from."""
     out = tmp_path_factory.mktemp("pre") / "ckpt"
     cfg = preset_config("tiny", out=str(out), translations=("web",), scope="nt", limit=200, val_fraction=0.1,
                         tokenizer="wordpiece-1000", steps=10, batch_size=8, lr=3e-3, warmup=2, eval_every=10,
                         eval_windows=32, device="cpu")
-    return train(cfg)
+    return train(cfg, home=home)
 
 
 def ft_cfg(init, out, **kw) -> FinetuneConfig:
@@ -40,8 +40,8 @@ def ft_cfg(init, out, **kw) -> FinetuneConfig:
     return FinetuneConfig(**{**base, **kw})
 
 
-def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(pretrained, tmp_path, monkeypatch):
-    out = finetune(ft_cfg(pretrained, tmp_path / "ft"))
+def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(home, pretrained, tmp_path):
+    out = finetune(ft_cfg(pretrained, tmp_path / "ft"), home=home)
     log = ckpt.read_log(out)
     assert [r["step"] for r in log] == list(range(1, 21))
     for r in log:
@@ -72,17 +72,16 @@ def test_finetune_lowers_the_loss_and_writes_a_loadable_checkpoint(pretrained, t
     # the `encoder` retriever takes it: a 40-verse corpus, vectors cached in a throwaway home
     from corpus.bible import load_corpus
     from retrievers.base import make
-    nt = load_corpus("web", "nt")
+    nt = load_corpus("web", "nt", home=home)
     small = type("C", (), {"ids": nt.ids[:40], "texts": nt.texts[:40], "corpus_id": "web-nt-first-40",
                            "__len__": lambda self: 40})()
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path / "home"))
-    r = make("encoder", small, checkpoint=str(out))
+    r = make("encoder", small, home=tmp_path / "home", checkpoint=str(out))
     hits = r.search({"q": nt.texts[3]}, 5)["q"]
     assert len(hits) == 5 and r.config.checkpoint_sha256 == ckpt.sha256(out)
 
 
-def test_resume_repeats_the_uninterrupted_run(pretrained, tmp_path):
-    whole = finetune(ft_cfg(pretrained, tmp_path / "whole", steps=8, save_every=4, eval_every=4))
+def test_resume_repeats_the_uninterrupted_run(home, pretrained, tmp_path):
+    whole = finetune(ft_cfg(pretrained, tmp_path / "whole", steps=8, save_every=4, eval_every=4), home=home)
 
     def stop_after_5(rec, total):
         if rec["step"] == 5:
@@ -90,20 +89,20 @@ def test_resume_repeats_the_uninterrupted_run(pretrained, tmp_path):
 
     cfg = ft_cfg(pretrained, tmp_path / "cut", steps=8, save_every=4, eval_every=4)
     with pytest.raises(KeyboardInterrupt):
-        finetune(cfg, on_step=stop_after_5)
+        finetune(cfg, on_step=stop_after_5, home=home)
     assert [r["step"] for r in ckpt.read_log(cfg.out)] == [1, 2, 3, 4]  # the step-4 checkpoint survived
-    finetune(cfg, resume=True)
+    finetune(cfg, resume=True, home=home)
     a, b = ckpt.read_log(whole), ckpt.read_log(cfg.out)
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
     assert [r["temperature"] for r in a] == [r["temperature"] for r in b]
     assert ckpt.sha256(whole) == ckpt.sha256(cfg.out)
     with pytest.raises(BadInput, match="fine-tuned with"):
-        finetune(replace(cfg, lr=5e-4), resume=True)
+        finetune(replace(cfg, lr=5e-4), resume=True, home=home)
 
 
-def test_fixed_temperature_stays_fixed(pretrained, tmp_path):
+def test_fixed_temperature_stays_fixed(home, pretrained, tmp_path):
     t, learn = parse_temperature("0.1")
-    out = finetune(ft_cfg(pretrained, tmp_path / "fixed", steps=3, temperature=t, learn_temperature=learn))
+    out = finetune(ft_cfg(pretrained, tmp_path / "fixed", steps=3, temperature=t, learn_temperature=learn), home=home)
     assert [r["temperature"] for r in ckpt.read_log(out)] == pytest.approx([0.1] * 3)
 
 
@@ -116,10 +115,10 @@ def test_info_nce_by_hand():
     assert acc == 0.0 and loss.item() == pytest.approx(20 + math.log(1 + math.exp(-20)), rel=1e-6)
 
 
-def test_packed_encoding_equals_one_padded_batch(pretrained):
+def test_packed_encoding_equals_one_padded_batch(home, pretrained):
     c = ckpt.load(pretrained)
     from corpus.bible import load_corpus
-    texts = list(load_corpus("web", "nt").texts[:70]) + ["faith", "love your enemies"]
+    texts = list(load_corpus("web", "nt", home=home).texts[:70]) + ["faith", "love your enemies"]
     p = pack(c.tokenizer, texts, 64, c.model.cfg.pad_id, "cpu", rows=16)
     assert len(p.chunks) == 5 and sum(ch[0].shape[0] for ch in p.chunks) == len(texts)
     with torch.no_grad():
@@ -131,15 +130,15 @@ def test_packed_encoding_equals_one_padded_batch(pretrained):
     assert np.allclose(packed.numpy(), ref, atol=1e-5)
 
 
-def test_bad_input_is_one_line(pretrained, tmp_path):
+def test_bad_input_is_one_line(home, pretrained, tmp_path):
     with pytest.raises(BadInput, match="differ from --from"):
-        finetune(ft_cfg(pretrained, pretrained))
+        finetune(ft_cfg(pretrained, pretrained), home=home)
     with pytest.raises(BadInput, match="not a fine-tuned checkpoint"):
-        finetune(ft_cfg(tmp_path / "x", pretrained), resume=True)
+        finetune(ft_cfg(tmp_path / "x", pretrained), resume=True, home=home)
     with pytest.raises(BadInput, match="temperature"):
         parse_temperature("hot")
     with pytest.raises(BadInput, match="batch_size"):
-        finetune(ft_cfg(pretrained, tmp_path / "y", batch_size=1))
+        finetune(ft_cfg(pretrained, tmp_path / "y", batch_size=1), home=home)
     r = subprocess.run([str(BENCH), "finetune", "--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "z")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -15,8 +15,8 @@ CURATED = ("thematic-curated", "keyword", "distractor")
 
 
 @pytest.fixture(scope="module", params=["dev+test", "test"])
-def built(request):
-    return P.build(naves_holdout=request.param, commentary=True)
+def built(home, request):
+    return P.build(naves_holdout=request.param, commentary=True, home=home)
 
 
 MIX = (0.2, 0.3, 0.3, 0.2)

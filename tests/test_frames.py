@@ -16,9 +16,9 @@ BASELINE = REPO / "reports" / "baseline.json"
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
+def run_folder(home, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return run_benchmark(RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out))[1]
+    return run_benchmark(RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out), home=home)[1]
 
 
 def check_against_report(rep: dict) -> None:

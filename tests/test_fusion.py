@@ -52,12 +52,12 @@ def test_weights_file_for_a_retriever_that_is_not_there_is_refused(tmp_path):
         H.read_weights(p)
 
 
-def test_tuning_refuses_anything_but_dev_splits():
+def test_tuning_refuses_anything_but_dev_splits(home):
     test_split = QuerySet("thematic-test", {"q": "grace"}, {"q": {"Eph.2.8": 1}}, meta={"split": "test"})
     with pytest.raises(BadInput, match="dev splits only"):
-        tune(None, "minilm", "wsum", [test_split])
+        tune(None, "minilm", "wsum", [test_split], home=home)
     with pytest.raises(BadInput, match="dev splits only"):
-        tune(None, "minilm", "wsum", [])
+        tune(None, "minilm", "wsum", [], home=home)
 
 
 def test_committed_weights_were_tuned_on_dev_splits_only():
@@ -70,14 +70,13 @@ def test_committed_weights_were_tuned_on_dev_splits_only():
 
 
 @pytest.mark.slow
-def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, tmp_path, monkeypatch):
+def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, tmp_path):
     """Real MiniLM and BM25 over the first 300 verses (Matthew 1-11), tuned with ranx.optimize_fusion on ten real
     look-ups; one query finds nothing in BM25 (a real bug: optimize_fusion refused runs with a missing query)."""
     from corpus.bible import Corpus
 
     small = Corpus(translation="web", scope="nt", ids=nt_corpus.ids[:300], texts=nt_corpus.texts[:300],
                    manifest={**nt_corpus.manifest, "id": "web-nt-first300-test"})
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path / "home"))
     queries = {"d1": "blessed are the poor in spirit", "d2": "salt of the earth", "d3": "light of the world",
                "d4": "love your enemies", "d5": "our father in heaven", "d6": "do not worry about tomorrow",
                "d7": "ask and it will be given", "d8": "the narrow gate", "d9": "a wise man built his house on rock",
@@ -87,7 +86,7 @@ def test_tune_on_a_dev_split_writes_weights_that_do_not_lose_on_dev(nt_corpus, t
              "d9": {"Matt.7.24": 2}, "d10": {"Matt.7.26": 1}}
     dev = QuerySet("mini-dev", queries, qrels, meta={"split": "dev", "version": "x"})
     path = tmp_path / "weights.json"
-    entry = tune(small, "minilm", "wsum", [dev], path=path)
+    entry = tune(small, "minilm", "wsum", [dev], path=path, home=tmp_path / "home")  # a cold cache of its own
     assert H.read_weights(path)["minilm"]["wsum"] == entry
     w = entry["params"]["weights"]
     assert len(w) == 2 and abs(sum(w) - 1) < 1e-6
@@ -108,7 +107,7 @@ def test_min_max_floor_does_not_sink_a_returned_verse_below_unreturned_ones():
 
 
 @pytest.mark.slow
-def test_numpy_wsum_equals_ranx_fuse_on_real_runs(nt_corpus):
+def test_numpy_wsum_equals_ranx_fuse_on_real_runs(home, nt_corpus):
     """The numpy path against ranx.fuse itself, on real BM25 and encoder runs (177 queries, depth 100), for the
     tuned weights, the default and a lopsided pair: fused scores to 1e-9, and the same final rankings."""
     from corpus.qsets import load_set
@@ -116,7 +115,8 @@ def test_numpy_wsum_equals_ranx_fuse_on_real_runs(nt_corpus):
 
     queries = {f"{n}/{q}": t for n in ("keyword", "thematic-curated", "distractor")
                for q, t in load_set(n, "nt").queries.items()}
-    sparse, dense = make("bm25", nt_corpus).search(queries, 100), make("encoder", nt_corpus).search(queries, 100)
+    sparse = make("bm25", nt_corpus, home=home).search(queries, 100)
+    dense = make("encoder", nt_corpus, home=home).search(queries, 100)
     queries["nothing"], sparse["nothing"], dense["nothing"] = "zzqx", {}, {}
     sparse["dense-only"], dense["dense-only"] = {}, dense[next(iter(dense))]
     qids = [q for q in sparse if sparse[q] or dense.get(q)]
@@ -146,20 +146,20 @@ def _counting(retriever, calls: list):
 
 
 @pytest.mark.slow
-def test_hybrid_fuses_the_runs_it_is_handed_and_explains_from_one_retrieval(nt_corpus):
+def test_hybrid_fuses_the_runs_it_is_handed_and_explains_from_one_retrieval(home, nt_corpus):
     """The runner hands the hybrid the runs it holds: fusing them gives what searching gives, and searches nothing
     again; a run at another depth or with other options is not taken. `search_explained` retrieves once."""
     from corpus.qsets import load_set
     from retrievers import base
 
     queries = load_set("distractor", "nt").queries
-    h = base.make("hybrid", nt_corpus, dense="minilm")
+    h = base.make("hybrid", nt_corpus, dense="minilm", home=home)
     calls: list = []
     for name in ("bm25", "minilm"):
         _counting(h.part(name), calls)
     alone = h.search(queries, 100)
     assert calls == [("bm25", 100), ("minilm", 100)]
-    bm25, minilm = base.make("bm25", nt_corpus), base.make("minilm", nt_corpus)
+    bm25, minilm = base.make("bm25", nt_corpus, home=home), base.make("minilm", nt_corpus, home=home)
     held = {base.run_key(r.name, r.options, 100): r.search(queries, 100) for r in (bm25, minilm)}
     calls.clear()
     assert h.search(queries, 100, held) == alone and calls == []

@@ -46,10 +46,10 @@ def runs_in_repo() -> set:
 
 
 @pytest.mark.slow
-def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(tmp_path):
+def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(home, tmp_path):
     verdict_path = tmp_path / "verdict.json"
     before = runs_in_repo()
-    v = G.run(DEFAULT_CHECKPOINT, verdict_path=verdict_path)  # in process: the gate is a library function
+    v = G.run(DEFAULT_CHECKPOINT, verdict_path=verdict_path, home=home)  # in process: the gate is a library function
     assert runs_in_repo() == before  # with --verdict elsewhere, the run folder goes there too, not into reports/runs
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [Path(v.meta["run_folder"]).name]
     assert G.Verdict.from_dict(json.loads(verdict_path.read_text())) == v
@@ -101,13 +101,13 @@ def test_unreadable_checkpoint_and_bad_baseline_are_bad_input(tmp_path):
                                 str(tmp_path / "b.json")), "b.json")
 
 
-def test_update_baseline_refuses_a_dirty_work_tree_before_evaluating(tmp_path):
+def test_update_baseline_refuses_a_dirty_work_tree_before_evaluating(home, tmp_path):
     dirty = git_repo(tmp_path / "repo", dirty=True)
     t0 = time.perf_counter()
     with pytest.raises(BadInput, match="refuses a dirty work tree.*--allow-dirty"):
-        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=dirty)
+        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=dirty, home=home)
     with pytest.raises(BadInput, match="cannot tell whether the work tree is clean.*--allow-dirty"):
-        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=tmp_path)
+        G.run(DEFAULT_CHECKPOINT, baseline=tmp_path / "b.json", update_baseline=True, repo=tmp_path, home=home)
     assert time.perf_counter() - t0 < 5 and not (tmp_path / "b.json").exists()  # refused before any evaluation
     G.refuse_dirty(git_repo(tmp_path / "clean", dirty=False))  # a clean one passes
 

@@ -67,9 +67,9 @@ def pg_dsn():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(pg_dsn, nt_corpus):
-    sqlite = base.make("ilike", nt_corpus)
-    pg = base.make("ilike", nt_corpus, dsn=pg_dsn)
+def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(home, pg_dsn, nt_corpus):
+    sqlite = base.make("ilike", nt_corpus, home=home)
+    pg = base.make("ilike", nt_corpus, dsn=pg_dsn, home=home)
     queries = {f"q{i:02d}": q for i, q in enumerate(QUERIES)}
     a, b = sqlite.search(queries, 200), pg.search(queries, 200)
     for qid, q in queries.items():
@@ -77,7 +77,7 @@ def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(pg_dsn, nt_corpus):
     assert sum(len(v) for v in a.values()) > 1000  # the comparison is not vacuous
     assert a["q16"] == a["q17"] == a["q18"] == {}  # "_" and "a_b" are literal; "jésus" is not in the WEB
     # The injection string did nothing: a second retriever finds the complete table and ranks the same.
-    again = base.make("ilike", nt_corpus, dsn=pg_dsn)
+    again = base.make("ilike", nt_corpus, dsn=pg_dsn, home=home)
     assert again.search({"q": "love"}, 200)["q"] == a["q02"]
     config = base.config_dict(pg)
     assert config["backend"] == "postgresql" and "not-a-real-secret" not in str(config) and "***" in config["dsn"]
@@ -85,9 +85,9 @@ def test_postgres_ilike_ranks_exactly_like_sqlite_on_the_nt(pg_dsn, nt_corpus):
     again.close()
 
 
-def test_pg_trgm_index_exists_is_used_and_changes_no_answer(pg_dsn, nt_corpus):
-    indexed = base.make("ilike", nt_corpus, dsn=pg_dsn)
-    plain = base.make("ilike", nt_corpus, dsn=pg_dsn, index=False)
+def test_pg_trgm_index_exists_is_used_and_changes_no_answer(home, pg_dsn, nt_corpus):
+    indexed = base.make("ilike", nt_corpus, dsn=pg_dsn, home=home)
+    plain = base.make("ilike", nt_corpus, dsn=pg_dsn, index=False, home=home)
     queries = {f"q{i:02d}": q for i, q in enumerate(QUERIES)}
     a, b = indexed.search(queries, 100), plain.search(queries, 100)
     assert all(list(a[q].items()) == list(b[q].items()) for q in queries)
@@ -102,21 +102,21 @@ def test_pg_trgm_index_exists_is_used_and_changes_no_answer(pg_dsn, nt_corpus):
     plain.close()
 
 
-def test_unicode_case_folding_is_where_the_backends_differ(pg_dsn):
+def test_unicode_case_folding_is_where_the_backends_differ(home, pg_dsn):
     """KJV spells Aeneas with a capital Æ. PostgreSQL's ILIKE folds it (UTF-8 database, C.UTF-8 locale); SQLite's LIKE
     folds ASCII only, so "æneas" finds nothing there. Hence the WEB (no non-ASCII letters) is the compared set."""
     from corpus.bible import load_corpus
 
-    kjv = load_corpus("kjv", "nt")
+    kjv = load_corpus("kjv", "nt", home=home)
     assert "Æneas" in kjv.text("Acts.9.33")
     queries = {"ae": "Æneas", "lower": "æneas", "caesar": "Cæsar"}
-    sqlite = base.make("ilike", kjv).search(queries, 100)
-    pg = base.make("ilike", kjv, dsn=pg_dsn).search(queries, 100)
+    sqlite = base.make("ilike", kjv, home=home).search(queries, 100)
+    pg = base.make("ilike", kjv, dsn=pg_dsn, home=home).search(queries, 100)
     assert sqlite["ae"] == sqlite["lower"] == {}  # the query word is lowercased; SQLite cannot match "Æ" to "æ"
     assert list(pg["ae"]) == list(pg["lower"]) == ["Acts.9.33", "Acts.9.34"]
     assert list(sqlite["caesar"]) == list(pg["caesar"]) and len(pg["caesar"]) > 10  # ASCII "C": both fold it
 
 
-def test_unreachable_postgres_is_bad_input(nt_corpus, tmp_path):
+def test_unreachable_postgres_is_bad_input(home, nt_corpus, tmp_path):
     with pytest.raises(BadInput, match=r"postgresql://u:\*\*\*@/x.*cannot connect to PostgreSQL"):
-        base.make("ilike", nt_corpus, dsn=f"postgresql://u:pw@/x?host={tmp_path}&port=1&connect_timeout=2")
+        base.make("ilike", nt_corpus, dsn=f"postgresql://u:pw@/x?host={tmp_path}&port=1&connect_timeout=2", home=home)

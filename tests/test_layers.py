@@ -43,3 +43,56 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from harness.runner import run_benchmark\n")
     assert project_imports(f) == [(2, "harness.runner")]
+
+
+# ---- the cache root: passed in, read from the environment only at the CLI edge ---------------------------------------
+
+EDGE = {"harness/cli.py", "harness/train_cli.py"}  # the modules that may call harness.home.default_home
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants (they may talk about $VERSEBENCH_HOME; only code counts)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def environment_reads(path: Path, root: Path = ROOT) -> list[str]:
+    """Where a module names VERSEBENCH_HOME in code, or calls `default_home` / the old `paths.home`."""
+    tree = ast.parse(path.read_text("utf-8"), str(path))
+    where = path.relative_to(root).as_posix()
+    docs, bad = _docstrings(tree), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "VERSEBENCH_HOME" in node.value \
+                and id(node) not in docs:
+            bad.append(f"{where}:{node.lineno}: names VERSEBENCH_HOME")
+        elif isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            # `default_home()` however reached; a bare `home()` (the old reader); never `Path.home()`
+            if name == "default_home" or (name == "home" and isinstance(node.func, ast.Name)):
+                bad.append(f"{where}:{node.lineno}: calls {name}()")
+    return bad
+
+
+def test_floor_and_middle_never_read_the_cache_root_from_the_environment():
+    bad = [b for pkg in ("corpus", "encoder", "retrievers") for p in sorted((ROOT / pkg).rglob("*.py"))
+           for b in environment_reads(p)]
+    assert bad == []
+
+
+def test_only_the_cli_edge_asks_for_the_default_cache_root():
+    calls = [b for p in sorted((ROOT / "harness").rglob("*.py")) if p.relative_to(ROOT).as_posix() not in EDGE
+             for b in environment_reads(p) if "calls" in b]
+    assert calls == []
+
+
+def test_the_checker_sees_an_environment_read_and_a_default_home_call(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text('"""$VERSEBENCH_HOME in a docstring is fine."""\nimport os\n\n\ndef f():\n'
+                 '    return os.environ["VERSEBENCH_HOME"], default_home()\n')
+    assert sorted(environment_reads(f, tmp_path)) == ["m.py:6: calls default_home()",
+                                                      "m.py:6: names VERSEBENCH_HOME"]

@@ -19,12 +19,12 @@ from retrievers.base import make
 
 
 @pytest.fixture(scope="module")
-def mined(tmp_path_factory):
-    pd = P.build(limit=2000, commentary=True)  # Genesis to Exodus 24: Nave's labels and all
-    corpus = load_corpus("web", "all")
+def mined(home, tmp_path_factory):
+    pd = P.build(limit=2000, commentary=True, home=home)  # Genesis to Exodus 24: Nave's labels and all
+    corpus = load_corpus("web", "all", home=home)
     qs = queries(pd, corpus)
     path = tmp_path_factory.mktemp("neg") / "negatives.trec"
-    atomic_write_text(path, format_run(make("bm25", corpus).search(qs, 20), "bm25-negatives"))
+    atomic_write_text(path, format_run(make("bm25", corpus, home=home).search(qs, 20), "bm25-negatives"))
     return pd, Negatives(pd, path)
 
 
@@ -71,7 +71,7 @@ def test_info_nce_counts_negatives_as_extra_candidates():
 
 
 @pytest.mark.slow
-def test_finetune_with_negatives_runs_and_resumes(tmp_path):
+def test_finetune_with_negatives_runs_and_resumes(home, tmp_path):
     from encoder import checkpoint as ckpt
     from encoder.finetune import FinetuneConfig, finetune
     from encoder.train import preset_config, train
@@ -79,14 +79,14 @@ def test_finetune_with_negatives_runs_and_resumes(tmp_path):
     torch.set_num_threads(1)
     pre = train(preset_config("tiny", out=str(tmp_path / "pre"), translations=("web",), scope="nt", limit=200,
                               val_fraction=0.1, tokenizer="wordpiece-1000", steps=4, batch_size=8, warmup=1,
-                              eval_every=10, eval_windows=16, device="cpu"))
-    pd = P.build(limit=300, naves=False)
-    corpus = load_corpus("web", "all")
+                              eval_every=10, eval_windows=16, device="cpu"), home=home)
+    pd = P.build(limit=300, naves=False, home=home)
+    corpus = load_corpus("web", "all", home=home)
     run = tmp_path / "neg.trec"
-    atomic_write_text(run, format_run(make("bm25", corpus).search(queries(pd, corpus), 10), "t"))
+    atomic_write_text(run, format_run(make("bm25", corpus, home=home).search(queries(pd, corpus), 10), "t"))
     cfg = dict(init=str(pre), steps=6, batch_size=16, lr=1e-3, warmup=1, naves=False, limit=300, device="cpu",
                val_per_kind=32, val_batch=16, eval_every=3, save_every=3, negatives=str(run))
-    whole = finetune(FinetuneConfig(**cfg, out=str(tmp_path / "a")))
+    whole = finetune(FinetuneConfig(**cfg, out=str(tmp_path / "a")), home=home)
     log = ckpt.read_log(whole)
     assert all(r["negatives"] > 8 and math.isfinite(r["loss"]) for r in log)
 
@@ -98,6 +98,6 @@ def test_finetune_with_negatives_runs_and_resumes(tmp_path):
             raise Stop
     b = FinetuneConfig(**cfg, out=str(tmp_path / "b"))
     with pytest.raises(Stop):
-        finetune(b, on_step=stop_at_4)
-    resumed = ckpt.read_log(finetune(b, resume=True))
+        finetune(b, on_step=stop_at_4, home=home)
+    resumed = ckpt.read_log(finetune(b, resume=True, home=home))
     assert np.allclose([r["loss"] for r in log], [r["loss"] for r in resumed], atol=1e-6)

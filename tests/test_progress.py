@@ -78,15 +78,17 @@ def test_encode_texts_reports_after_every_batch(nt_corpus):
     assert np.array_equal(vecs, encode_texts(c.model, c.tokenizer, texts, batch_size=16))
 
 
-def test_encoder_retriever_reports_encoding_the_corpus(nt_corpus, tmp_path, monkeypatch):
+def test_encoder_retriever_reports_encoding_the_corpus(nt_corpus, tmp_path):
     from retrievers.base import make
 
-    monkeypatch.setenv("VERSEBENCH_HOME", str(tmp_path))  # a cold vector cache: the verses must be encoded
     calls = []
-    r = make("encoder", first(nt_corpus, 60, "enc"), on_progress=lambda d, t: calls.append((d, t)), batch_size=32)
+    # tmp_path as the cache root: a cold vector cache, so the verses must be encoded
+    r = make("encoder", first(nt_corpus, 60, "enc"), home=tmp_path, on_progress=lambda d, t: calls.append((d, t)),
+             batch_size=32)
     assert not r.from_cache and calls == [(32, 60), (60, 60)]
     calls.clear()
-    assert make("encoder", first(nt_corpus, 60, "enc"), on_progress=lambda d, t: calls.append((d, t))).from_cache
+    assert make("encoder", first(nt_corpus, 60, "enc"), home=tmp_path,
+                on_progress=lambda d, t: calls.append((d, t))).from_cache
     assert calls == []  # vectors from the cache: nothing to report
 
 
@@ -106,15 +108,15 @@ def test_bm25_index_build_reports_verses_indexed(nt_corpus, tmp_path):
     from retrievers.bm25 import ensure_index
 
     calls = []
-    ensure_index(first(nt_corpus, 2500, "bm25"), root=tmp_path, on_progress=lambda d, t: calls.append((d, t)))
+    ensure_index(first(nt_corpus, 2500, "bm25"), tmp_path, on_progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1000, 2500), (2000, 2500), (2500, 2500)]
 
 
-def test_a_run_counts_its_steps_to_the_end(tmp_path):
+def test_a_run_counts_its_steps_to_the_end(home, tmp_path):
     out = io.StringIO()
     cfg = RunConfig(retrievers=("ilike",), sets=("keyword",), out_root=tmp_path)
     with Bars(console=Console(file=out, force_terminal=True, width=120), enabled=True) as bars:
-        run_benchmark(cfg, progress=bars)
+        run_benchmark(cfg, progress=bars, home=home)
         (task,) = bars.progress.tasks
         assert (task.completed, task.total) == (3, 3)  # build, search, evaluate
 

@@ -23,13 +23,13 @@ XLATE_FILES = ["keyword-xlate/queries.tsv", "keyword-xlate/qrels.trec", "keyword
 
 
 @pytest.fixture(scope="module")
-def thematic():
-    return qb.thematic_files()
+def thematic(home):
+    return qb.thematic_files(home=home)
 
 
 @pytest.fixture(scope="module")
-def xlate():
-    return qb.keyword_xlate_files()
+def xlate(home):
+    return qb.keyword_xlate_files(home=home)
 
 
 def test_query_text_rules():
@@ -92,7 +92,7 @@ def read_queries_text(text: str) -> dict[str, str]:
     return dict(line.split("\t") for line in text.splitlines())
 
 
-def test_keyword_xlate_is_sound(xlate):
+def test_keyword_xlate_is_sound(home, xlate):
     from corpus.bible import load_corpus
 
     files, summary = xlate
@@ -103,7 +103,7 @@ def test_keyword_xlate_is_sound(xlate):
     assert set(summary["by_translation"]) == set(qb.XLATE_TRANSLATIONS)
     qrels = [line.split() for line in files["keyword-xlate/qrels.trec"].splitlines()]
     assert [(q, d, r) for q, _, d, r in qrels] == [(q, q.split("-", 2)[2], "2") for q in queries]
-    corpora = {t: load_corpus(t, "nt") for t in qb.XLATE_TRANSLATIONS}
+    corpora = {t: load_corpus(t, "nt", home=home) for t in qb.XLATE_TRANSLATIONS}
     for qid, text in queries.items():
         _, t, docid = qid.split("-", 2)
         assert qb.SPAN_MIN <= len(text.split()) <= qb.SPAN_MAX, text
@@ -112,10 +112,10 @@ def test_keyword_xlate_is_sound(xlate):
 
 
 @pytest.mark.slow
-def test_builders_are_deterministic_and_committed_files_are_current(tmp_path, thematic, xlate):
+def test_builders_are_deterministic_and_committed_files_are_current(home, tmp_path, thematic, xlate):
     """Building twice gives identical bytes, and what is committed is what the builders make now."""
-    again_t, _ = qb.thematic_files()
-    again_x, _ = qb.keyword_xlate_files()
+    again_t, _ = qb.thematic_files(home=home)
+    again_x, _ = qb.keyword_xlate_files(home=home)
     assert again_t == thematic[0] and again_x == xlate[0]
     assert sorted(thematic[0]) == sorted(THEMATIC_FILES) and sorted(xlate[0]) == sorted(XLATE_FILES)
     for rel, text in {**thematic[0], **xlate[0]}.items():

@@ -32,11 +32,11 @@ def test_every_retriever_declares_its_options():
 
 
 @pytest.mark.parametrize("name", ["encoder", "minilm", "hybrid"])
-def test_unknown_options_are_refused_before_anything_is_built(name):
+def test_unknown_options_are_refused_before_anything_is_built(home, name):
     with pytest.raises(BadInput, match=rf"{name}: unknown option\(s\) colour; {name} takes: "):
-        base.make(name, None, colour="blue")  # no corpus needed: refused before the factory runs
+        base.make(name, None, colour="blue", home=home)  # no corpus needed: refused before the factory runs
     with pytest.raises(BadInput, match="batch_size='big' is not a valid int"):
-        base.make("minilm", None, batch_size="big")
+        base.make("minilm", None, batch_size="big", home=home)
 
 
 def test_cli_flags_go_where_the_registry_says():

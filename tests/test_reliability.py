@@ -75,7 +75,7 @@ def dead_pid() -> int:
     return p.pid
 
 
-def test_stale_temp_folders_of_dead_processes_are_swept_and_live_ones_kept(tmp_path):
+def test_stale_temp_folders_of_dead_processes_are_swept_and_live_ones_kept(home, tmp_path):
     stale = tmp_path / f".tmp-20260101T000000Z.{dead_pid()}"
     live = tmp_path / interrupts.temp_name("20260101T000001Z")
     for d in (stale, live):
@@ -84,7 +84,7 @@ def test_stale_temp_folders_of_dead_processes_are_swept_and_live_ones_kept(tmp_p
     assert live.exists() and not stale.exists()
     # a run sweeps its output root on start
     stale.mkdir()
-    run_benchmark(RunConfig(retrievers=("ilike",), sets=("distractor",), out_root=tmp_path))
+    run_benchmark(RunConfig(retrievers=("ilike",), sets=("distractor",), out_root=tmp_path), home=home)
     assert not stale.exists() and live.exists()
 
 
@@ -107,25 +107,25 @@ def test_two_runs_started_together_in_one_output_root_both_finish(tmp_path):
     assert len(folders) == 2 and not any(f.startswith(".") for f in folders), folders
 
 
-def test_an_external_set_named_like_a_committed_one_is_named_apart(tmp_path):
+def test_an_external_set_named_like_a_committed_one_is_named_apart(home, tmp_path):
     from harness.runner import external
 
     q, r = tmp_path / "keyword.tsv", tmp_path / "keyword.trec"
     q.write_text("a1\tI am the bread of life\n")
     r.write_text("a1 0 John.6.35 2\n")
     rep, _ = run_benchmark(RunConfig(retrievers=("ilike",), sets=("keyword",), out_root=tmp_path / "out"),
-                           external=external(q, r))
+                           external=external(q, r), home=home)
     assert set(rep["results"]) == {"keyword-external", "keyword"}
     assert rep["meta"]["sets"]["keyword-external"]["queries"] == 1
     assert rep["meta"]["sets"]["keyword"]["queries"] > 1
 
 
-def test_a_failed_run_leaves_no_out_folder(tmp_path):
+def test_a_failed_run_leaves_no_out_folder(home, tmp_path):
     out = tmp_path / "new" / "out"
     cfg = RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out,
                     options={"bm25": {"no_such_option": 1}})
     with pytest.raises(BadInput, match="unknown option"):
-        run_benchmark(cfg)
+        run_benchmark(cfg, home=home)
     assert list(tmp_path.iterdir()) == []
 
 

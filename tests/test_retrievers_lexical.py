@@ -46,26 +46,26 @@ def sub_corpus(corpus, first: str, n: int) -> Corpus:
 
 # ---- registry and shared helpers ------------------------------------------------------------------------------------
 
-def test_registry_names_and_unknown_name():
+def test_registry_names_and_unknown_name(home):
     assert base.names() == ("ilike", "bm25", "bm25-rm3", "encoder", "minilm", "hybrid")
     with pytest.raises(BadInput, match="unknown retriever 'bm26'.*ilike, bm25, bm25-rm3, encoder, minilm, hybrid"):
-        base.make("bm26", None)
+        base.make("bm26", None, home=home)
 
 
-def test_unknown_and_bad_options_are_rejected(nt_corpus):
+def test_unknown_and_bad_options_are_rejected(home, nt_corpus):
     with pytest.raises(BadInput, match="ilike: unknown option.*k1.*ilike takes: backend, dsn, index, max_words"):
-        base.make("ilike", nt_corpus, k1=0.9)
+        base.make("ilike", nt_corpus, k1=0.9, home=home)
     with pytest.raises(BadInput, match="max_words='many' is not a valid int"):
-        base.make("ilike", nt_corpus, max_words="many")
+        base.make("ilike", nt_corpus, max_words="many", home=home)
     with pytest.raises(BadInput, match="max_words must be a positive integer"):
-        base.make("ilike", nt_corpus, max_words=0)
+        base.make("ilike", nt_corpus, max_words=0, home=home)
     with pytest.raises(BadInput, match="postgresql backend needs dsn"):
-        base.make("ilike", nt_corpus, backend="postgresql")
+        base.make("ilike", nt_corpus, backend="postgresql", home=home)
     with pytest.raises(BadInput, match="backend must be one of"):
-        base.make("ilike", nt_corpus, backend="mysql")
+        base.make("ilike", nt_corpus, backend="mysql", home=home)
     with pytest.raises(BadInput, match="bm25: unknown option.*fb_terms"):
-        base.make("bm25", nt_corpus, fb_terms=5)  # an RM3 option: only bm25-rm3 takes it
-    r = base.make("ilike", nt_corpus, max_words="7")  # strings from a CLI are converted
+        base.make("bm25", nt_corpus, fb_terms=5, home=home)  # an RM3 option: only bm25-rm3 takes it
+    r = base.make("ilike", nt_corpus, max_words="7", home=home)  # strings from a CLI are converted
     assert base.config_dict(r) == {"name": "ilike", "backend": "sqlite", "dsn": None, "max_words": 7, "index": True}
     with pytest.raises(BadInput, match="k must be a positive integer"):
         r.search({"q": "love"}, 0)
@@ -104,9 +104,9 @@ def test_query_words():
     assert ilike.query_words("?!—“”", 32) == []
 
 
-def test_ilike_hand_checked_on_twenty_real_verses(nt_corpus):
+def test_ilike_hand_checked_on_twenty_real_verses(home, nt_corpus):
     c = sub_corpus(nt_corpus, "John.3.16", 20)  # John 3:16-35
-    r = base.make("ilike", c)
+    r = base.make("ilike", c, home=home)
     got = r.search({"a": "Light, WORLD & baptized?", "b": "Son"}, 10)
     # light+world: 3:19; one word: 3:16, 3:17 (world), 3:20, 3:21 (light), 3:22, 3:23 (baptized); 3:26 has "baptizes".
     assert list(got["a"]) == ["John.3.19", "John.3.16", "John.3.17", "John.3.20", "John.3.21", "John.3.22",
@@ -123,8 +123,8 @@ def _oracle(corpus, words: list[str], k: int) -> list[tuple[str, int]]:
     return [(corpus.ids[i], n) for n, i in ranked]
 
 
-def test_ilike_matches_a_python_oracle_on_the_nt(nt_corpus):
-    r = base.make("ilike", nt_corpus)
+def test_ilike_matches_a_python_oracle_on_the_nt(home, nt_corpus):
+    r = base.make("ilike", nt_corpus, home=home)
     queries = {f"q{i}": q for i, q in enumerate([
         "God so loved the world", GRACE, "love", "faith hope love", "Jesus wept", "kingdom of heaven",
         "Peter, Andrew, James and John", "bread of life", "blessed are the poor in spirit", "the", "shepherd sheep",
@@ -138,8 +138,8 @@ def test_ilike_matches_a_python_oracle_on_the_nt(nt_corpus):
     assert [d for d in top if d in GRACE_IDS] == GRACE_IDS and top[0] == "Rom.1.7"  # canonical, not lexicographic
 
 
-def test_ilike_user_text_is_only_text(nt_corpus):
-    r = base.make("ilike", nt_corpus)
+def test_ilike_user_text_is_only_text(home, nt_corpus):
+    r = base.make("ilike", nt_corpus, home=home)
     got = r.search({"inject": "100%_'; drop table v;--", "under": "_", "a_b": "a_b", "after": "love"}, 1000)
     assert got["under"] == {} and got["a_b"] == {}  # no verse has "_"; unescaped, "_" matches any character
     assert sum(1 for t in nt_corpus.texts if re.search("a.b", t, re.I | re.S)) > 100  # "a_b" unescaped
@@ -158,8 +158,8 @@ def test_ilike_sql_escapes_every_wildcard(nt_corpus):
     assert len(conn.execute(sql, ["%%%", 10_000]).fetchall()) == len(nt_corpus)
 
 
-def test_ilike_bad_queries_and_word_cap(nt_corpus):
-    r = base.make("ilike", nt_corpus)
+def test_ilike_bad_queries_and_word_cap(home, nt_corpus):
+    r = base.make("ilike", nt_corpus, home=home)
     got = r.search(BAD_QUERIES, 10)
     assert_contract(got, BAD_QUERIES, 10, nt_corpus)
     for name in ("empty", "spaces", "punct", "accents", "cjk"):
@@ -172,31 +172,31 @@ def test_ilike_bad_queries_and_word_cap(nt_corpus):
     assert r.search({"q": "x" * 100_000}, 5)["q"] == {}  # longer than any word: dropped, not a SQLite error
 
 
-def _same_as_the_scan(corpus, queries: dict, k: int = 100) -> int:
+def _same_as_the_scan(home, corpus, queries: dict, k: int = 100) -> int:
     """Indexed and plain-scan ILIKE give the same verses, order and scores; returns how many hits were compared."""
-    indexed, plain = base.make("ilike", corpus), base.make("ilike", corpus, index=False)
+    indexed, plain = base.make("ilike", corpus, home=home), base.make("ilike", corpus, index=False, home=home)
     a, b = indexed.search(queries, k), plain.search(queries, k)
     for qid, q in queries.items():
         assert list(a[qid].items()) == list(b[qid].items()), q[:60]
     return sum(map(len, a.values()))
 
 
-def test_trigram_index_ranks_like_the_scan_on_hard_queries(nt_corpus):
+def test_trigram_index_ranks_like_the_scan_on_hard_queries(home, nt_corpus):
     queries = {**BAD_QUERIES, "grace": GRACE, "short": "a of in to be is I", "mixed": "love of God in Christ",
                "under": "a_b _ love_", "digits": "100 12 7"}
-    assert _same_as_the_scan(nt_corpus, queries) > 300
-    assert base.make("ilike", nt_corpus)._match == "verses_trigram"  # the index is really used on the WEB
+    assert _same_as_the_scan(home, nt_corpus, queries) > 300
+    assert base.make("ilike", nt_corpus, home=home)._match == "verses_trigram"  # the index is really used on the WEB
 
 
-def test_trigram_index_ranks_like_the_scan_on_the_kjv():
+def test_trigram_index_ranks_like_the_scan_on_the_kjv(home):
     from corpus.bible import load_corpus
 
-    kjv = load_corpus("kjv", "nt")
+    kjv = load_corpus("kjv", "nt", home=home)
     # "Æneas": SQLite's LIKE folds ASCII only, FTS5 folds Unicode; non-ASCII words must take the scan.
-    assert _same_as_the_scan(kjv, {"ae": "Æneas", "lower": "æneas", "caesar": "Cæsar", "q": "unto them"}) > 100
+    assert _same_as_the_scan(home, kjv, {"ae": "Æneas", "lower": "æneas", "caesar": "Cæsar", "q": "unto them"}) > 100
 
 
-def test_a_letter_that_folds_to_ascii_turns_the_match_path_off(nt_corpus):
+def test_a_letter_that_folds_to_ascii_turns_the_match_path_off(home, nt_corpus):
     c = sub_corpus(nt_corpus, "John.3.16", 20)
     texts = list(c.texts)
     texts[3] = texts[3].replace("k", "\u212a")  # John 3:19 with a KELVIN SIGN for each "k"
@@ -207,30 +207,30 @@ def test_a_letter_that_folds_to_ascii_turns_the_match_path_off(nt_corpus):
     conn.execute("INSERT INTO t (rowid, text) SELECT pos, text FROM verses")
     assert conn.execute("SELECT rowid FROM t WHERE t MATCH '\"darkness\"'").fetchall() == [(3,)]
     assert conn.execute("SELECT pos FROM verses WHERE text LIKE '%darkness%'").fetchall() == []
-    assert base.make("ilike", odd)._match is None
-    assert _same_as_the_scan(odd, {"q": "darkness works light"}) >= 3
-    assert "John.3.19" in base.make("ilike", odd).search({"q": "light"}, 10)["q"]  # still found by "light"
+    assert base.make("ilike", odd, home=home)._match is None
+    assert _same_as_the_scan(home, odd, {"q": "darkness works light"}) >= 3
+    assert "John.3.19" in base.make("ilike", odd, home=home).search({"q": "light"}, 10)["q"]  # still found by "light"
 
 
 @pytest.mark.slow
-def test_trigram_index_ranks_like_the_scan_on_every_committed_set(nt_corpus):
+def test_trigram_index_ranks_like_the_scan_on_every_committed_set(home, nt_corpus):
     from corpus.qsets import load_set, set_names
 
     for name in set_names():
         queries = load_set(name, "nt").queries
-        assert _same_as_the_scan(nt_corpus, queries) > 10 * len(queries), name
+        assert _same_as_the_scan(home, nt_corpus, queries) > 10 * len(queries), name
 
 
 # ---- bm25 / bm25-rm3 ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def bm25(nt_corpus):
-    return base.make("bm25", nt_corpus)
+def bm25(home, nt_corpus):
+    return base.make("bm25", nt_corpus, home=home)
 
 
 @pytest.fixture(scope="module")
-def rm3(nt_corpus):
-    return base.make("bm25-rm3", nt_corpus)
+def rm3(home, nt_corpus):
+    return base.make("bm25-rm3", nt_corpus, home=home)
 
 
 @pytest.mark.slow

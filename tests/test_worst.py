@@ -21,10 +21,11 @@ BASELINE = REPO / "reports" / "baseline.json"
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(home, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    both = run_benchmark(RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out / "both"))[1]
-    bm25 = run_benchmark(RunConfig(retrievers=("bm25",), sets=("distractor",), out_root=out / "bm25"))[1]
+    both = run_benchmark(RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out / "both"),
+                         home=home)[1]
+    bm25 = run_benchmark(RunConfig(retrievers=("bm25",), sets=("distractor",), out_root=out / "bm25"), home=home)[1]
     return both, bm25
 
 
@@ -35,12 +36,12 @@ def test_drops_know_which_way_is_worse():
     assert W.drops(a, b, "distractor@10") == [("q2", 0.2, 0.6, pytest.approx(0.4))]
 
 
-def test_worst_queries_are_the_report_and_run_files(folders):
+def test_worst_queries_are_the_report_and_run_files(home, folders):
     both, _ = folders
     rep = C.load(both)
     (a, b), = W.pairs([(both, rep)], ("ilike", "bm25"))
     assert (a.retriever, b.retriever) == ("ilike", "bm25")
-    v = W.view(a, b, "distractor", "recall@100", 4)
+    v = W.view(a, b, "distractor", "recall@100", 4, home=home)
     pa, pb = (rep["per_query"]["distractor"][r]["recall@100"] for r in ("ilike", "bm25"))
     fell = sorted(((pa[q] - pb[q], q) for q in pa if pb[q] < pa[q]), key=lambda t: (-t[0], t[1]))
     assert v["queries_worse"] == len(fell) > 0
@@ -59,10 +60,10 @@ def test_worst_queries_are_the_report_and_run_files(folders):
             assert [h["rank"] for h in q[side]] == [1, 2, 3]
 
 
-def test_same_rows_have_nothing_worse(folders):
+def test_same_rows_have_nothing_worse(home, folders):
     both, bm25 = folders
     (a, b), = W.pairs([(both, C.load(both)), (bm25, C.load(bm25))])  # bm25 is the one row they share
-    v = W.view(a, b, "distractor", "ndcg@10", 5)
+    v = W.view(a, b, "distractor", "ndcg@10", 5, home=home)
     assert a.retriever == b.retriever == "bm25" and v["queries_worse"] == 0 and v["worst"] == []
 
 
@@ -125,11 +126,11 @@ def test_failing_gate_shows_what_fell(tmp_path):
     assert md.startswith("# versebench gate: FAIL") and "## What got worse" in md and "**worse**" in md
 
 
-def test_gate_searches_the_baseline_again_only_with_its_own_checkpoint(tmp_path):
+def test_gate_searches_the_baseline_again_only_with_its_own_checkpoint(home, tmp_path):
     base = G.read_baseline(BASELINE)
-    ranked = W.search_again(base, "encoder", "distractor", ["ds-001"])
+    ranked = W.search_again(base, "encoder", "distractor", ["ds-001"], home=home)
     assert list(ranked) == ["ds-001"] and len(ranked["ds-001"]) == base["meta"]["run"]["k"]
     other = json.loads(json.dumps(base))
     other["meta"]["checkpoint_sha256"]["encoder"] = "0" * 64  # made with another checkpoint than the one committed
-    assert W.search_again(other, "encoder", "distractor", ["ds-001"]) is None
+    assert W.search_again(other, "encoder", "distractor", ["ds-001"], home=home) is None
     assert DEFAULT_CHECKPOINT.is_dir()
