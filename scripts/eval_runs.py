@@ -15,6 +15,7 @@ from corpus.errors import BadInput
 from corpus.qsets import load_set, read_run
 from harness import metrics
 from harness.report import git_commit, machine, write_report
+from harness import __version__
 from harness.home import default_home
 from harness.runner import evaluate_set
 
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> None:
     home = default_home()
     metrics.configure(home)
     corpus = load_corpus("web", "nt", home=home)
-    report = {"meta": {"git": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"meta": {"versebench": __version__, "git": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "machine": machine(), "source": "TREC runs evaluated from files",
                        "corpus": {"id": corpus.corpus_id, "translation": "web", "scope": "nt", "verses": len(corpus)},
                        "run": {"k": 100, "scope": "nt", "translation": "web", "stat_test": "student"},
