@@ -56,4 +56,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except BadInput as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
