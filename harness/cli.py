@@ -381,7 +381,8 @@ def gate(
 
 
 def _print_verdict(verdict, checkpoint, baseline, verdict_path) -> None:
-    table = Table(title=f"gate: {_short(checkpoint)} vs {_short(baseline)} (tolerance {verdict.tolerance}, "
+    # the baseline as the verdict records it (repository-relative): the title once showed this machine's path
+    table = Table(title=f"gate: {_short(checkpoint)} vs {_short(R.rel_path(baseline))} (tolerance {verdict.tolerance}, "
                         f"alpha {verdict.alpha})", title_justify="left")
     for h in ("set", "retriever", "metric", "baseline", "candidate", "delta", "p", "status"):
         table.add_column(h, justify="right" if h in ("baseline", "candidate", "delta", "p") else "left")
