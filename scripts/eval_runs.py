@@ -7,17 +7,15 @@ Each label is a retriever column; the metrics, distractor metrics and significan
 """
 
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from corpus.bible import load_corpus
 from corpus.errors import BadInput
 from corpus.qsets import load_set, read_run
 from harness import metrics
-from harness.report import git_commit, machine, write_report
-from harness import __version__
 from harness.home import default_home
-from harness.runner import evaluate_set
+from harness.report import new_report, write_report
+from harness.runner import RunConfig, evaluate_set
 
 
 def main(argv: list[str]) -> None:
@@ -27,25 +25,22 @@ def main(argv: list[str]) -> None:
     home = default_home()
     metrics.configure(home)
     corpus = load_corpus("web", "nt", home=home)
-    report = {"meta": {"versebench": __version__, "git": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "machine": machine(), "source": "TREC runs evaluated from files",
-                       "corpus": {"id": corpus.corpus_id, "translation": "web", "scope": "nt", "verses": len(corpus)},
-                       "run": {"k": 100, "scope": "nt", "translation": "web", "stat_test": "student"},
-                       "sets": {}},
-              "results": {}, "per_query": {}, "significance": {}}
     by_set: dict[str, dict[str, Path]] = {}
     for f in sorted(runs_dir.glob("*/*.trec")):
         by_set.setdefault(f.stem, {})[f.parent.name] = f
     if not by_set:
         raise BadInput(f"{runs_dir}: no runs (expected <label>/<set>.trec)")
-    for name, files in sorted(by_set.items()):
-        qs = load_set(name, "nt")
-        runs = {label: read_run(f) for label, f in files.items()}
+    sets = [load_set(name, "nt") for name in sorted(by_set)]
+    labels = sorted({label for files in by_set.values() for label in files})
+    # the runner's own report shape, so `bench compare` and the model card's table read it like any other
+    report = new_report(corpus, RunConfig(retrievers=tuple(labels), sets=tuple(by_set)),
+                        {label: {"source": "TREC run files"} for label in labels}, {}, sets)
+    for qs in sets:
+        runs = {label: read_run(f) for label, f in by_set[qs.name].items()}
         unknown = {d for run in runs.values() for docs in run.values() for d in docs if d not in corpus.position}
         if unknown:
-            raise BadInput(f"{runs_dir}: {len(unknown)} docids of set {name} are not verses of {corpus.corpus_id}")
+            raise BadInput(f"{runs_dir}: {len(unknown)} docids of set {qs.name} are not verses of {corpus.corpus_id}")
         ev = evaluate_set(qs, runs, "student")
-        report["meta"]["sets"][qs.name] = {"version": qs.version, "queries": len(qs.queries)}
         for key in ("results", "per_query", "significance"):
             report[key][qs.name] = ev[key]
     write_report(report, out)
