@@ -167,8 +167,7 @@ def distill_loss(model: Encoder, packed, target: torch.Tensor, loss: str) -> tor
 def distill(cfg: DistillConfig, *, home: Path, resume: bool = False, overwrite: bool = False,
             on_step: Callable[[dict, int], None] | None = None, on_progress=None) -> Path:
     """Distil (or continue) and return the checkpoint folder `cfg.out`. `home`: the cache root (corpora, tokenizer,
-    teacher vectors);
-    `on_progress(done, total)`: the teacher's pass over the texts, when it runs."""
+    teacher vectors); `on_progress(done, total)`: the teacher's pass over the texts, when it runs."""
     check_config(cfg)
     d, device = D.setup(cfg.device)
     try:
