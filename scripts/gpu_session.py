@@ -15,8 +15,8 @@ sets (the rule the default follows) come back as fp16 checkpoints, tarred and sp
 
 The lent machine has PyTorch but none of the Bible sources (SWORD modules from Debian, the pythonbible packages)
 and no network, so `.gpu/` carries what this machine built: the corpus cache (its per-scope sha256 are still
-checked on load), Nave's and the commentary modules, pysword's source (pure Python), MiniLM (float16: the 64 MiB transfer limit)
-and the mined negatives. `scripts/gpu_carry.sh` makes that folder.
+checked on load), Nave's and the commentary modules, pysword's source (pure Python), MiniLM (float16: the 64 MiB
+transfer limit) and the mined negatives. `scripts/gpu_carry.sh` makes that folder.
 """
 
 import argparse
@@ -72,7 +72,8 @@ def prepare(carry: Path, work: Path) -> Path:
 
 def small(smoke: bool, cfg: dict, **limit) -> dict:
     """A stage's settings, or in --smoke a few steps of them on a few verses."""
-    return {**cfg, "steps": 4, "eval_every": 2, "save_every": 4, "warmup": 1, "batch_size": 8, **limit} if smoke else cfg
+    few = {"steps": 4, "eval_every": 2, "save_every": 4, "warmup": 1, "batch_size": 8}
+    return {**cfg, **few, **limit} if smoke else cfg
 
 
 class Stage:
@@ -119,13 +120,11 @@ class Judge:
         self.runs_dir, self.scores = runs_dir, {}
 
     def write(self, label: str, set_name: str, run: dict) -> None:
-        """TREC whose score is 101 - rank: the order is all ranx reads for one retriever, and without the cosines a
-        model's runs compress to under 1 MB (2.3 MB with them), which the 64 MiB return limit needs."""
-        lines = [f"{q} Q0 {d} {i} {101 - i} {label}\n" for q, docs in run.items()
-                 for i, (d, _) in enumerate(sorted(docs.items(), key=lambda kv: -kv[1]), 1)]
-        path = self.runs_dir / label / f"{set_name}.trec"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(lines))
+        """The run with 101 - rank as each score: the order is all ranx reads for one retriever, and without the
+        cosines a model's runs compress to under 1 MB (2.3 MB with them), which the 64 MiB return limit needs."""
+        from corpus.qsets import write_run
+        ranked = {q: {d: float(101 - i) for i, d in enumerate(docs, 1)} for q, docs in run.items()}  # rank order
+        write_run(self.runs_dir / label / f"{set_name}.trec", ranked, label)
 
     def __call__(self, label: str, folder: Path) -> dict:
         import torch
@@ -152,8 +151,8 @@ class Judge:
         return scores
 
 
-def fine_tunes(work: Path, home: Path, judge: Judge, dev: str, smoke: bool, until: float) -> tuple[str, dict]:
-    """Rows A-C at the CPU base budget, then the best of them on thematic-dev, bigger. Returns (best label, cfg)."""
+def fine_tunes(work: Path, home: Path, judge: Judge, dev: str, smoke: bool, until: float) -> dict:
+    """Rows A-C at the CPU base budget, then the best of them on thematic-dev, bigger. Returns that row's settings."""
     from encoder.finetune import FinetuneConfig, build_pairs, finetune
     common = small(smoke, dict(init="minilm", steps=600, batch_size=64, lr=5e-5, warmup=50, temperature=0.05,
                                learn_temperature=False, eval_every=100, save_every=600, device=dev), limit=400)
@@ -176,14 +175,14 @@ def fine_tunes(work: Path, home: Path, judge: Judge, dev: str, smoke: bool, unti
     left = until - time.monotonic()
     seconds = min(100.0, left * 0.3)
     steps = 4 if smoke else max(200, min(3000, int(seconds / per_step)))
-    big = {**common, **rows[best], "out": str(work / "ft-big"), "steps": steps, "batch_size": 8 if smoke else 256, "lr": 1e-4,
-           "warmup": 100 if not smoke else 1, "eval_every": max(1, steps // 5), "save_every": steps}
+    big = {**common, **rows[best], "out": str(work / "ft-big"), "steps": steps, "batch_size": 8 if smoke else 256,
+           "lr": 1e-4, "warmup": 1 if smoke else 100, "eval_every": max(1, steps // 5), "save_every": steps}
     log(f"bigger fine-tune from the best row on thematic-dev ({best}): {steps} steps x 256, {seconds:.0f} s cap")
     t0 = time.perf_counter()
     trained(finetune, FinetuneConfig(**big), seconds, home=home)
     log(f"ft-big: {time.perf_counter() - t0:.1f} s")
     judge("ft-big", work / "ft-big")
-    return best, rows[best]
+    return rows[best]
 
 
 def pretrain(work: Path, home: Path, dev: str, smoke: bool, seconds: float) -> Path:
@@ -198,8 +197,8 @@ def pretrain(work: Path, home: Path, dev: str, smoke: bool, seconds: float) -> P
     return out
 
 
-def students(work: Path, home: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str, smoke: bool, until: float,
-             row: dict) -> None:
+def students(work: Path, home: Path, judge: Judge, teacher: Path, mlm: Path | None, dev: str, smoke: bool,
+             until: float, row: dict) -> None:
     from encoder.distill import DistillConfig, distill
     from encoder.finetune import FinetuneConfig, finetune
     common = small(smoke, dict(teacher=str(teacher), preset="small", loss="cosine", steps=2500, batch_size=256,
@@ -279,6 +278,8 @@ def ship(work: Path, out: Path, judge: Judge, facts: dict) -> None:
         return sorted((k for k in judge.scores if k.startswith(prefix)), key=lambda k: -judge.scores[k]["mean"])
     runs = {k: (judge.runs_dir / f"{k}.tar.xz").stat().st_size for k in judge.scores}
     used, files, shipped = bundle(work, out, judge, facts) + 2**20, 2, {}  # runs.tar, and the log written last
+    wanted = {*by_mean("ft-")[:1], *by_mean("st-")[:2]}
+    (work / "parts").mkdir(exist_ok=True)
     for label in [*by_mean("ft-"), *by_mean("st-")]:
         pub = publish(work / label, work / "pub" / label, half=True)
         tar = work / "ship" / f"{label}.tar"
@@ -288,10 +289,8 @@ def ship(work: Path, out: Path, judge: Judge, facts: dict) -> None:
         size, parts = tar.stat().st_size, -(-tar.stat().st_size // PART)
         with open(tar, "rb") as f:
             for i in range(parts):
-                (work / "parts").mkdir(exist_ok=True)
                 (work / "parts" / f"{label}.tar.part{i}").write_bytes(f.read(PART))
-        first = label in (by_mean("ft-")[:1] + by_mean("st-")[:2])
-        if not first or used - runs[label] + size > RETURN_LIMIT or files + parts > 8:
+        if label not in wanted or used - runs[label] + size > RETURN_LIMIT or files + parts > 8:
             log(f"left in {work / 'parts'}: {label}, {size / 2**20:.1f} MiB")
             continue
         used, files, shipped[label] = used - runs[label] + size, files + parts, parts
@@ -327,7 +326,8 @@ def main() -> None:
     judge = Judge(args.work / "runs", home)
     row, teacher, mlm = {"mix": tuple(map(float, args.row.split(",")))}, args.teacher, None
     stages = [("fine-tunes", lambda: fine_tunes(args.work, home, judge, dev, args.smoke, until)),
-              ("mlm", lambda: pretrain(args.work, home, dev, args.smoke, min(45.0, (until - time.monotonic()) * 0.2))),
+              ("mlm", lambda: pretrain(args.work, home, dev, args.smoke,
+                                       min(45.0, (until - time.monotonic()) * 0.2))),
               ("students", lambda: students(args.work, home, judge, teacher, mlm, dev, args.smoke, until, row))]
     for name, stage in stages:
         if name not in args.stages.split(","):
@@ -338,7 +338,7 @@ def main() -> None:
         try:
             got = stage()
             if name == "fine-tunes":
-                row = got[1]
+                row = got
                 teacher = args.work / max((k for k in judge.scores if k.startswith("ft-")),
                                           key=lambda k: judge.scores[k]["mean"])
                 log(f"teacher for the students: {teacher.name}")
