@@ -59,10 +59,33 @@ def clean_paths(obj):
 
 
 def machine() -> dict:
+    """What decides a score's last bits: the CPU model, torch's intra-op thread count and its SIMD kernel level, and
+    the BLAS numpy multiplies with (numbers made on another of these differ in float noise, see base.SCORE_DECIMALS)."""
+    import numpy as np
     import torch
 
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "cpu_model": cpu_model(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": numpy_blas(np),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def numpy_blas(np) -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}".strip()
+    except Exception:  # the layout of numpy's build info is not a promise; the report does without it
+        return "unknown"
 
 
 def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:

@@ -5,7 +5,13 @@ Contract for every retriever's `search(queries, k)`:
 - higher score = better, and scores are STRICTLY decreasing in the intended rank order; ties are broken by canonical
   corpus position (earlier verse first) and then made strict with `strictly_decreasing`, so any evaluator that sorts
   by score reproduces the ranking (write run files with full precision, `repr(score)`, or the tie-breaks are lost);
-- a query with nothing searchable in it (empty, only punctuation) gets `{}`, not an error.
+- a query with nothing searchable in it (empty, only punctuation) gets `{}`, not an error;
+- scores computed in floating point by kernels that differ between CPUs (a BLAS matrix product, a model's forward
+  pass) are rounded to `SCORE_DECIMALS` places (`stable_scores`) BEFORE the corpus-order tie-break: another machine
+  gets the same scores up to float32's last bits, so two verses closer than that are a tie on every machine and go
+  in corpus order, instead of swapping with the CPU. (A pair that straddles a rounding boundary can still swap; the
+  chance is the float noise over 10^-SCORE_DECIMALS, about 1 in 10 for such near-ties, and tests that compare with
+  numbers made elsewhere allow 1e-3 on a mean.)
 
 Each retriever declares what a user may set as a frozen options dataclass; the registry checks the options against it
 (an option a retriever does not have is BadInput naming the ones it has, see `config_from_options`) and calls
@@ -28,6 +34,16 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from corpus.errors import BadInput
+
+
+# Cosines and fused scores live in [-1, 2]; float32 noise between CPUs is about 1e-6 there, so 5 places keep every
+# difference a model means and drop the ones a kernel makes.
+SCORE_DECIMALS = 5
+
+
+def stable_scores(scores: np.ndarray) -> np.ndarray:
+    """`scores` rounded to SCORE_DECIMALS places: what a retriever ranks by when its floats come from CPU kernels."""
+    return np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
 
 
 class Retriever(Protocol):

@@ -8,6 +8,7 @@ import numpy as np
 
 from corpus.errors import BadInput
 from corpus.paths import atomic_write_bytes
+from retrievers.base import stable_scores
 
 
 def vectors_path(home: Path, model_sha: str, corpus_id: str) -> Path:
@@ -41,11 +42,13 @@ def cached_vectors(home: Path, model_sha: str, corpus, encode,
 
 def top_k(doc_vecs: np.ndarray, query_vecs: np.ndarray, ids, k: int) -> list[dict[str, float]]:
     """Exact cosine top-k (vectors are L2-normalised, so a matrix product is the cosine): one product for the whole
-    batch, a partition for each row's k-th best score, one sort of the k per row on (score desc, position asc), so
-    ties go to the earlier verse, as everywhere else."""
+    batch, rounded to `SCORE_DECIMALS` places, a partition for each row's k-th best score, one sort of the k per row
+    on (score desc, position asc), so ties (and near-ties within float noise) go to the earlier verse, as everywhere
+    else."""
     n = doc_vecs.shape[0]
     k = min(k, n)
-    scores = query_vecs @ doc_vecs.T  # [q, n]
+    # Rounded before any comparison: BLAS kernels differ between CPUs in the last bits (see base.SCORE_DECIMALS).
+    scores = stable_scores(query_vecs @ doc_vecs.T)  # [q, n]
     kth = np.partition(scores, n - k, axis=1)[:, n - k, None]  # each row's k-th best score
     # Everything above the k-th score, then as many verses scoring exactly that as fit, earliest first: a tie at
     # the cut goes to the earlier verse too, which a bare argpartition does not promise.

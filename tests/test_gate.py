@@ -1,5 +1,8 @@
 """The regression gate on the shipped checkpoint: it passes against its own baseline with zero deltas, a damaged copy
-fails with exit 1 naming what fell, a baseline from another corpus is refused with exit 2, and verdicts round-trip."""
+fails with exit 1 naming what fell, a baseline from another corpus is refused with exit 2, and verdicts round-trip.
+
+The baseline was made on another machine: its numbers are compared within float noise (1e-3 on a mean), never for
+bit-equality (a near-tie that swaps in the last bits on another CPU moved one ndcg@10 by 1e-4)."""
 
 import json
 import shutil
@@ -46,7 +49,7 @@ def runs_in_repo() -> set:
 
 
 @pytest.mark.slow
-def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(home, tmp_path):
+def test_shipped_checkpoint_passes_its_own_baseline_within_float_noise(home, tmp_path):
     verdict_path = tmp_path / "verdict.json"
     before = runs_in_repo()
     v = G.run(DEFAULT_CHECKPOINT, verdict_path=verdict_path, home=home)  # in process: the gate is a library function
@@ -56,7 +59,8 @@ def test_shipped_checkpoint_passes_its_own_baseline_with_zero_deltas(home, tmp_p
     assert v.passed and not v.failed and v.baseline == "reports/baseline.json"  # the repository's, whatever the CWD
     assert v.candidate == DEFAULT_CHECKPOINT.relative_to(REPO).as_posix()
     assert {r.set for r in v.rows} == set(G.GATE_SETS)
-    assert all(r.delta == 0.0 and r.status == "unchanged" for r in v.rows)
+    assert all(abs(r.delta) <= 1e-3 and r.status == "unchanged" for r in v.rows), [(r.set, r.metric, r.delta)
+                                                                           for r in v.rows if abs(r.delta) > 1e-3]
     # round trip: what was written reads back to the same verdict
     assert G.Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
 
