@@ -1,4 +1,4 @@
-"""The regression gate on the shipped checkpoint: it passes against its own baseline with zero deltas, a damaged copy
+"""The regression gate on the shipped checkpoint: it passes against its own baseline within float noise, a damaged copy
 fails with exit 1 naming what fell, a baseline from another corpus is refused with exit 2, and verdicts round-trip.
 
 The baseline was made on another machine: its numbers are compared within float noise (1e-3 on a mean), never for
