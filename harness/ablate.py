@@ -151,9 +151,9 @@ def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: st
         "mlm_val_loss": mlm["final_val_loss"], "mlm_train_loss": mlm["final_train_loss"],
         "ft_val_acc": (ft or {}).get("final_val", {}).get("val_acc"),
         "ft_temperature": (ft or {}).get("temperature"),
-        "results": {s: report["results"][s]["encoder"] for s in budget.sets},
-        "per_query_ndcg": {s: report["per_query"][s]["encoder"]["ndcg@10"] for s in budget.sets},
-        "queries": {s: len(report["per_query"][s]["encoder"]["ndcg@10"]) for s in budget.sets},
+        "results": {s: report.results[s]["encoder"] for s in budget.sets},
+        "per_query_ndcg": {s: report.values(s, "encoder", "ndcg@10") for s in budget.sets},
+        "queries": {s: len(report.values(s, "encoder", "ndcg@10")) for s in budget.sets},
         "run_folder": str(run_folder), "train_s": round(train_s, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 from corpus.errors import BadInput
 from corpus.paths import atomic_write_bytes, atomic_write_text
 from corpus.qsets import read_set, set_names
+from harness.report import Report
 
 TIDY_COLUMNS = ["set", "retriever", "metric", "value"]
 PER_QUERY_COLUMNS = ["set", "qid", "query", "retriever", "metric", "value"]
@@ -26,26 +27,26 @@ def _pd():
     return pandas
 
 
-def load(source) -> dict:
-    """A report (or compare table) from a path; a dict is returned as it is."""
-    from harness.report import load_report
-
-    return source if isinstance(source, dict) else load_report(source)
+def load(source) -> Report:
+    """A report (or compare table) from a path, or from its JSON as a dict; a Report is returned as it is."""
+    if isinstance(source, Report):
+        return source
+    return Report.from_dict(source) if isinstance(source, dict) else Report.load(source)
 
 
 def tidy(source):
     """One row per (set, retriever, metric): the report's mean values."""
     rep = load(source)
-    rows = [(s, r, m, float(v)) for s, by_r in rep["results"].items() for r, ms in by_r.items()
+    rows = [(s, r, m, float(v)) for s, by_r in rep.results.items() for r, ms in by_r.items()
             for m, v in ms.items()]
     return _pd().DataFrame(rows, columns=TIDY_COLUMNS)
 
 
-def query_texts(rep: dict) -> dict[str, dict[str, str]]:
+def query_texts(rep: Report) -> dict[str, dict[str, str]]:
     """{set: {qid: text}} for every set of the report that is committed in the version the report used."""
     known = set(set_names())
     out = {}
-    for s, info in rep["meta"].get("sets", {}).items():
+    for s, info in rep.meta.get("sets", {}).items():
         if s in known:
             qs = read_set(s)
             if qs.version == info.get("version"):
@@ -56,11 +57,11 @@ def query_texts(rep: dict) -> dict[str, dict[str, str]]:
 def per_query(source):
     """One row per (set, qid, retriever, metric), with the query text (None where it cannot be known)."""
     rep = load(source)
-    if "per_query" not in rep:
+    if rep.per_query is None:
         raise BadInput("this report has no per-query values (reports written before they were stored)")
     texts = query_texts(rep)
     rows = [(s, q, texts.get(s, {}).get(q), r, m, float(v))
-            for s, by_r in rep["per_query"].items() for r, ms in by_r.items()
+            for s, by_r in rep.per_query.items() for r, ms in by_r.items()
             for m, values in ms.items() for q, v in values.items()]
     return _pd().DataFrame(rows, columns=PER_QUERY_COLUMNS)
 
@@ -83,7 +84,7 @@ def write(source, folder) -> list[Path]:
         raise BadInput(f"{folder}: --csv wants a folder, this is a file")
     written = []
     frames = {"summary": tidy(rep)}
-    if "per_query" in rep:
+    if rep.per_query is not None:
         frames["per_query"] = per_query(rep)
     for name, df in frames.items():
         written.append(atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False)))

@@ -7,14 +7,14 @@ drop is significant at alpha: a noisy wobble does not block a merge, and neither
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from corpus.errors import BadInput, at
 from corpus.paths import REPO, atomic_write_text
 from harness.metrics import paired_p
-from harness.report import git_commit, load_report, rel_path
+from harness.report import Report, git_commit, rel_path
 from harness.runner import RUNS, STAT_TESTS, RunConfig, run_benchmark
 from harness.worst import for_gate
 
@@ -72,34 +72,34 @@ def classify(delta: float, p: float, tolerance: float, alpha: float) -> str:
     return "unchanged"
 
 
-def read_baseline(path) -> dict:
-    base = load_report(path)
-    if "per_query" not in base or "gate" not in base.get("meta", {}):
+def read_baseline(path) -> Report:
+    base = Report.load(path)
+    if base.per_query is None or "gate" not in base.meta:
         raise at(path, None, "not a gate baseline (no per-query values or gate metadata); make one with "
                              "`bench gate --checkpoint PATH --update-baseline`")
     return base
 
 
 def evaluate_candidate(checkpoint, sets=GATE_SETS, progress=None, stat_test: str = "student",
-                       out_root: Path = RUNS, *, home: Path) -> tuple[dict, Path]:
+                       out_root: Path = RUNS, *, home: Path) -> tuple[Report, Path]:
     opts = {"encoder": {"checkpoint": str(checkpoint)}, "hybrid": {"checkpoint": str(checkpoint)}}
     cfg = RunConfig(retrievers=GATE_RETRIEVERS, sets=tuple(sets), scope="nt", k=100, stat_test=stat_test,
                     out_root=Path(out_root), options=opts)
     return run_benchmark(cfg, progress=progress, home=home)
 
 
-def compare(candidate: dict, baseline: dict, tolerance: float, alpha: float, stat_test: str) -> list[Row]:
+def compare(candidate: Report, baseline: Report, tolerance: float, alpha: float, stat_test: str) -> list[Row]:
     rows = []
-    for s, by_retriever in baseline["results"].items():
+    for s, by_retriever in baseline.results.items():
         for r, metrics in by_retriever.items():
-            for m in baseline["meta"]["gate"]["metrics"]:
+            for m in baseline.meta["gate"]["metrics"]:
                 if m not in metrics:
                     continue
-                cand = candidate["results"].get(s, {}).get(r)
+                cand = candidate.results.get(s, {}).get(r)
                 if cand is None:
                     raise BadInput(f"candidate has no {r} results on set {s!r}; run the gate on every baseline set")
-                b_pq = baseline["per_query"][s][r][m]
-                c_pq = candidate["per_query"][s][r][m]
+                b_pq = baseline.values(s, r, m)
+                c_pq = candidate.values(s, r, m)
                 if set(b_pq) != set(c_pq):
                     raise BadInput(f"set {s!r}: the candidate was judged on other queries than the baseline")
                 p = paired_p(b_pq, c_pq, stat_test)
@@ -108,36 +108,33 @@ def compare(candidate: dict, baseline: dict, tolerance: float, alpha: float, sta
     return rows
 
 
-def check_basis(candidate: dict, baseline: dict, baseline_path) -> None:
+def check_basis(candidate: Report, baseline: Report, baseline_path) -> None:
     """Refuse a baseline made on another corpus or another version of any gate set."""
-    cb, cc = baseline["meta"]["corpus"]["id"], candidate["meta"]["corpus"]["id"]
+    cb, cc = baseline.corpus_id, candidate.corpus_id
     if cb != cc:
         raise at(baseline_path, None, f"baseline is for corpus {cb}, the candidate was evaluated on {cc}")
-    for s in baseline["results"]:  # the sets being gated, which may be a subset of the baseline's
-        info = baseline["meta"]["sets"].get(s, {})
-        now = candidate["meta"]["sets"].get(s, {}).get("version")
+    for s in baseline.results:  # the sets being gated, which may be a subset of the baseline's
+        info = baseline.set_info(s)
+        now = candidate.set_info(s).get("version")
         if now != info.get("version"):
             raise at(baseline_path, None, f"baseline used set {s!r} version {info.get('version')}, the committed "
                                           f"set is version {now}; update the baseline deliberately")
 
 
-def to_baseline(report: dict, checkpoint, sets=GATE_SETS, allow_dirty: bool = False) -> dict:
+def to_baseline(report: Report, checkpoint, sets=GATE_SETS, allow_dirty: bool = False) -> Report:
     """The baseline is a report cut down to the gated metrics, with where it came from. `allow_dirty`: written from
     a work tree with uncommitted changes, on purpose (`--allow-dirty`), and it says so."""
     keep = set(GATE_METRICS)
-    meta = dict(report["meta"])
+    meta = dict(report.meta)
     meta["gate"] = {"metrics": list(GATE_METRICS), "retrievers": list(GATE_RETRIEVERS), "sets": list(sets),
                     "checkpoint": rel_path(checkpoint),
-                    "checkpoint_sha256": report["meta"]["checkpoint_sha256"].get("encoder"),
+                    "checkpoint_sha256": report.meta["checkpoint_sha256"].get("encoder"),
                     "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     **({"allow_dirty": True} if allow_dirty else {})}
-    return {
-        "meta": meta,
-        "results": {s: {r: {m: v for m, v in ms.items() if m in keep} for r, ms in rs.items()}
-                    for s, rs in report["results"].items()},
-        "per_query": {s: {r: {m: v for m, v in ms.items() if m in keep} for r, ms in rs.items()}
-                      for s, rs in report["per_query"].items()},
-    }
+    def cut(by_set: dict) -> dict:
+        return {s: {r: {m: v for m, v in ms.items() if m in keep} for r, ms in rs.items()} for s, rs in by_set.items()}
+
+    return Report(meta=meta, results=cut(report.results), per_query=cut(report.per_query))
 
 
 def write_json(path, obj) -> Path:
@@ -171,11 +168,11 @@ def refuse_dirty(repo: Path = REPO) -> None:
                        f"tracked files): commit them, or pass --allow-dirty and the baseline will say so")
 
 
-def cut_baseline(path, sets) -> dict:
+def cut_baseline(path, sets) -> Report:
     """The baseline at `path`, cut to the sets being gated."""
     base = read_baseline(path)
-    return {**base, "results": {s: v for s, v in base["results"].items() if s in sets},
-            "per_query": {s: v for s, v in base["per_query"].items() if s in sets}}
+    return replace(base, results={s: v for s, v in base.results.items() if s in sets},
+                   per_query={s: v for s, v in base.per_query.items() if s in sets})
 
 
 def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: float = 0.05,
@@ -204,16 +201,16 @@ def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: floa
     failed = tuple(f"{r.set}/{r.retriever}/{r.metric}" for r in rows if r.status == "worse")
     where = Path(verdict_path) if verdict_path else folder / "verdict.json"
     verdict = Verdict(passed=not failed, candidate=rel_path(checkpoint),
-                      candidate_sha256=report["meta"]["checkpoint_sha256"].get("encoder", ""),
+                      candidate_sha256=report.meta["checkpoint_sha256"].get("encoder", ""),
                       baseline=rel_path(base_path),
-                      baseline_sha256="" if first else base["meta"]["gate"]["checkpoint_sha256"] or "",
+                      baseline_sha256="" if first else base.meta["gate"]["checkpoint_sha256"] or "",
                       tolerance=tolerance, alpha=alpha, stat_test=stat_test, rows=rows, failed=failed,
-                      date=report["meta"]["date"], seconds=round(time.perf_counter() - t0, 1),
-                      meta={"run_folder": rel_path(folder), "corpus": report["meta"]["corpus"]["id"],
+                      date=report.meta["date"], seconds=round(time.perf_counter() - t0, 1),
+                      meta={"run_folder": rel_path(folder), "corpus": report.corpus_id,
                             "verdict": rel_path(where), "first_baseline": first,
                             "baseline_updated": update_baseline and not failed, "allow_dirty": allow_dirty},
                       worst=for_gate(report, folder, base, failed, n=worst_n, home=home) if failed else {})
     write_json(where, verdict.to_dict())
     if update_baseline and not failed:
-        write_json(base_path, to_baseline(report, checkpoint, sets, allow_dirty))
+        to_baseline(report, checkpoint, sets, allow_dirty).write_json(base_path)
     return verdict

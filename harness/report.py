@@ -1,10 +1,18 @@
-"""Reports: the JSON every stage after evaluation reads, and its markdown and terminal renderings."""
+"""Reports: the typed `Report` every stage after evaluation reads (its JSON, markdown and DataFrames), and the
+run's metadata.
+
+A report's JSON is `{"meta": ..., "results": ..., "per_query": ..., "significance": ...}`:
+- results[set][retriever][metric] = mean value
+- per_query[set][retriever][metric][qid] = value (absent in reports written before they were kept)
+- significance[set][metric][row_a][row_b] = p of the paired test (absent in a gate baseline)
+`Report.load` and `Report.save` keep that format, so committed reports read and write back unchanged.
+"""
 
 import json
 import os
 import platform
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -88,46 +96,127 @@ def numpy_blas(np) -> str:
         return "unknown"
 
 
-def new_report(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
+@dataclass(frozen=True)
+class Report:
+    """One evaluation: which systems, on which sets, how they scored, and whether the differences are significant.
+    `per_query` and `significance` are None where the report does not keep them (a gate baseline has no
+    significance; old compare tables have no per-query values)."""
+    meta: dict
+    results: dict  # {set: {retriever: {metric: mean}}}
+    per_query: dict | None = None  # {set: {retriever: {metric: {qid: value}}}}
+    significance: dict | None = None  # {set: {metric: {row: {other row: p}}}}
+
+    # ---- reading the numbers ---------------------------------------------------------------------------------------
+
+    @property
+    def sets(self) -> list[str]:
+        return list(self.results)
+
+    def retrievers(self, set_name: str | None = None) -> list[str]:
+        """The rows of one set, or of every set (first seen first)."""
+        sets = [set_name] if set_name is not None else self.results
+        return list(dict.fromkeys(r for s in sets for r in self.results.get(s, {})))
+
+    def values(self, set_name: str, retriever: str, metric: str) -> dict | None:
+        """{qid: value} of one row's metric on a set, or None when the report did not keep it."""
+        return (self.per_query or {}).get(set_name, {}).get(retriever, {}).get(metric)
+
+    def set_info(self, set_name: str) -> dict:
+        """What the report recorded about a set: version, number of queries, split, kind."""
+        return self.meta.get("sets", {}).get(set_name, {})
+
+    @property
+    def corpus_id(self) -> str:
+        return self.meta["corpus"]["id"]
+
+    # ---- renderings ------------------------------------------------------------------------------------------------
+
+    def to_markdown(self, title: str = "versebench run") -> str:
+        """A run's tables (with its commit and timings), or a comparison's (`bench compare`: which reports)."""
+        if "reports" in self.meta:
+            from harness.compare import to_markdown as comparison
+
+            return comparison(self)
+        return to_markdown(self, title)
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per (set, retriever, metric) mean (harness.frames.tidy)."""
+        from harness import frames
+
+        return frames.tidy(self)
+
+    def per_query_frame(self):
+        """A pandas DataFrame, one row per (set, qid, retriever, metric), with the query's text."""
+        from harness import frames
+
+        return frames.per_query(self)
+
+    # ---- files -----------------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        out = {"meta": self.meta, "results": self.results}
+        if self.per_query is not None:
+            out["per_query"] = self.per_query
+        if self.significance is not None:
+            out["significance"] = self.significance
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, where="report") -> "Report":
+        for key in ("meta", "results"):
+            if key not in d:
+                raise at(where, None, f"not a versebench report (no {key!r})")
+        return cls(meta=d["meta"], results=d["results"], per_query=d.get("per_query"),
+                   significance=d.get("significance"))
+
+    @classmethod
+    def load(cls, path) -> "Report":
+        """From a run folder (its report.json) or a report JSON file (report.json, baseline.json, compare.json)."""
+        path = Path(path)
+        if path.is_dir():
+            if not (path / "report.json").is_file():
+                raise at(path, None, "is a folder without a report.json; give a report file or a run folder")
+            path = path / "report.json"
+        try:
+            d = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise at(path, None, "no such report") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise at(path, None, f"not a valid report JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise at(path, None, "not a versebench report (not a JSON object)")
+        return cls.from_dict(d, path)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+
+    def write_json(self, path) -> Path:
+        return atomic_write_text(path, self.to_json())
+
+    def save(self, folder) -> list[Path]:
+        """report.json and report.md in `folder`."""
+        return [self.write_json(Path(folder) / "report.json"),
+                atomic_write_text(Path(folder) / "report.md", self.to_markdown())]
+
+
+def new_meta(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
+    """A run's meta: versions, commit, date, machine, corpus, the run's config, every retriever's config, the sets."""
     run_cfg = clean_paths(asdict(cfg))
     return {
-        "meta": {
-            "versebench": __version__,
-            "git": git_commit(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "corpus": {"id": corpus.corpus_id, "translation": corpus.translation, "scope": corpus.scope,
-                       "verses": len(corpus)},
-            "run": run_cfg,
-            "retrievers": clean_paths(configs),
-            "checkpoint_sha256": {n: c.get("checkpoint_sha256") for n, c in configs.items()
-                                  if c.get("checkpoint_sha256")},
-            "sets": {s.name: {"version": s.version, "queries": len(s.queries), "split": s.meta.get("split"),
-                              "kind": s.meta.get("kind")} for s in sets},
-            "timings": timings,
-        },
-        "results": {},
-        "per_query": {},
-        "significance": {},
+        "versebench": __version__,
+        "git": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "corpus": {"id": corpus.corpus_id, "translation": corpus.translation, "scope": corpus.scope,
+                   "verses": len(corpus)},
+        "run": run_cfg,
+        "retrievers": clean_paths(configs),
+        "checkpoint_sha256": {n: c.get("checkpoint_sha256") for n, c in configs.items()
+                              if c.get("checkpoint_sha256")},
+        "sets": {s.name: {"version": s.version, "queries": len(s.queries), "split": s.meta.get("split"),
+                          "kind": s.meta.get("kind")} for s in sets},
+        "timings": timings,
     }
-
-
-def load_report(path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "report.json").is_file():
-            raise at(path, None, "is a folder without a report.json; give a report file or a run folder")
-        path = path / "report.json"
-    try:
-        rep = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise at(path, None, "no such report") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise at(path, None, f"not a valid report JSON ({e})") from None
-    for key in ("meta", "results"):
-        if key not in rep:
-            raise at(path, None, f"not a versebench report (no {key!r})")
-    return rep
 
 
 def metrics_of(results_for_set: dict) -> list[str]:
@@ -149,11 +238,13 @@ def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) 
     return letters
 
 
-def set_table_rows(report: dict, set_name: str) -> tuple[list[str], list[list[str]]]:
-    res = report["results"][set_name]
+def set_table_rows(report: Report, set_name: str) -> tuple[list[str], list[list[str]]]:
+    """One set's table: a header and a row of cells per retriever (bold: best in column; superscript letters: the
+    rows it beats significantly)."""
+    res = report.results[set_name]
     names = list(res)
     ms = metrics_of(res)
-    sig = report.get("significance", {}).get(set_name, {})
+    sig = (report.significance or {}).get(set_name, {})
     best = {}
     for m in ms:
         vals = [res[n][m] for n in names if m in res[n]]
@@ -171,8 +262,8 @@ def set_table_rows(report: dict, set_name: str) -> tuple[list[str], list[list[st
     return ["", "retriever", *ms], rows
 
 
-def to_markdown(report: dict, title: str = "versebench run") -> str:
-    meta = report["meta"]
+def to_markdown(report: Report, title: str = "versebench run") -> str:
+    meta = report.meta
     lines = [f"# {title}", "",
              f"Corpus `{meta['corpus']['id']}` ({meta['corpus']['verses']} verses), k={meta['run']['k']}, "
              f"versebench {meta['versebench']} at "
@@ -181,8 +272,8 @@ def to_markdown(report: dict, title: str = "versebench run") -> str:
              f"{' (dirty)' if meta['git']['dirty'] else ''}, {meta['date']}.", "",
              f"Superscript letters: the row is better than those rows with p < {SIG_P} "
              f"(ranx paired {meta['run']['stat_test']} test). Bold: best in column.", ""]
-    for s in report["results"]:
-        info = meta["sets"].get(s, {})
+    for s in report.results:
+        info = report.set_info(s)
         lines += [f"## {s} ({info.get('queries', '?')} queries)", ""]
         header, rows = set_table_rows(report, s)
         lines.append("| " + " | ".join(header) + " |")
@@ -197,18 +288,13 @@ def to_markdown(report: dict, title: str = "versebench run") -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, folder: Path) -> None:
-    atomic_write_text(Path(folder) / "report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(Path(folder) / "report.md", to_markdown(report))
-
-
-def require_same_basis(a: dict, b: dict, a_name: str, b_name: str) -> None:
+def require_same_basis(a: Report, b: Report, a_name: str, b_name: str) -> None:
     """Refuse to compare reports made on different corpora or different versions of a set."""
-    ca, cb = a["meta"]["corpus"]["id"], b["meta"]["corpus"]["id"]
+    ca, cb = a.corpus_id, b.corpus_id
     if ca != cb:
         raise BadInput(f"{b_name}: corpus {cb} differs from {a_name}'s {ca}; numbers are not comparable")
-    for s, info in b["meta"].get("sets", {}).items():
-        other = a["meta"].get("sets", {}).get(s)
+    for s, info in b.meta.get("sets", {}).items():
+        other = a.meta.get("sets", {}).get(s)
         if other and other.get("version") != info.get("version"):
             raise BadInput(f"{b_name}: set {s!r} version {info.get('version')} differs from {a_name}'s "
                            f"{other.get('version')}; judgments changed")

@@ -91,7 +91,9 @@ def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[Qu
     return [s for s in sets if s.queries]
 
 
-def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
+def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> tuple[dict, dict, dict]:
+    """One set's (results, per_query, significance) as a Report holds them: {retriever: {metric: mean}},
+    {retriever: {metric: {qid: value}}}, {metric: {retriever: {other: p}}}."""
     results, per_query = {}, {}
     for name, run in runs.items():
         means, pq = M.evaluate(qs.qrels, run, M.METRICS, name=name)
@@ -100,17 +102,32 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
             means, pq = {**means, **dm}, {**pq, **dpq}
         results[name], per_query[name] = means, pq
     sig = M.significance(qs.qrels, runs, M.METRICS, stat_test=stat_test)
-    return {"results": results, "per_query": per_query, "significance": sig}
+    return results, per_query, sig
 
 
 def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: RunProgress | None = None, *,
-                  home: Path) -> tuple[dict, Path]:
+                  home: Path) -> tuple[R.Report, Path]:
     """Runs every retriever over every set; returns (report, folder written). `progress`: where the run reports its
     steps and each retriever's build. `home`: the cache root (corpus, index, verse vectors); no part of the config,
     since it never changes a result."""
-    # here, not at the top: numpy's start-up, not for `bench --help`
-    from retrievers.base import config_dict, make, run_key, strict_order
+    from retrievers.base import make  # here, not at the top: numpy's start-up, not for `bench --help`
 
+    corpus, sets = prepare(cfg, external, home=home)
+
+    def build(name: str, on_progress):
+        return make(name, corpus, home=home, on_progress=on_progress, **cfg.options.get(name, {}))
+
+    with RunFolder(cfg.out_root) as folder:
+        def keep(set_name: str, name: str, run: dict) -> None:  # each run on disk as soon as it is made
+            atomic_write_text(folder.tmp / "runs" / set_name / f"{name}.trec", format_run(run, name))
+
+        report = evaluate_retrievers(cfg, corpus, sets, build, progress, on_run=keep)
+        report.save(folder.tmp)
+    return report, folder.final
+
+
+def prepare(cfg: RunConfig, external: QuerySet | None = None, *, home: Path):
+    """The config checked, the corpus (built on first use) and the query sets: (corpus, [QuerySet])."""
     check(cfg)
     corpus = load_corpus(cfg.translation, cfg.scope, home=home)
     sets = resolve_sets(cfg.sets, cfg.scope, external)
@@ -121,58 +138,93 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Ru
         if unknown:
             raise BadInput(f"{external.meta['qrels_file']}: {len(unknown)} judged docids are not verses of corpus "
                            f"{corpus.corpus_id} (first: {unknown[0]!r})")
+    return corpus, sets
 
-    root = Path(cfg.out_root)
-    sweep_stale(root)
-    made = [p for p in (root, *root.parents) if not p.exists()]  # removed again if the run does not complete
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    tmp = root / temp_name(stamp)
-    tmp.mkdir(parents=True, exist_ok=False)
+
+def evaluate_retrievers(cfg: RunConfig, corpus, sets: list[QuerySet], build, progress: RunProgress | None = None,
+                        on_run=None) -> R.Report:
+    """Build each retriever of `cfg.retrievers` with `build(name, on_progress)`, search every set, score the runs.
+    `on_run(set, name, run)` hears each run (strictly ordered) as soon as it is made."""
+    from retrievers.base import config_dict, run_key, strict_order
+
     progress = progress or RunProgress()
     done, steps = 0, len(cfg.retrievers) * (1 + len(sets)) + len(sets)
-    try:
-        timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
-        held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
-        for rname in cfg.retrievers:
-            progress.step(done, steps, f"building {rname}")
-            t0 = time.perf_counter()
-            building = progress.build(f"{rname}: {corpus.corpus_id} verses")
-            retriever = make(rname, corpus, home=home, on_progress=building, **cfg.options.get(rname, {}))
-            built = time.perf_counter() - t0
-            done += 1
-            configs[rname] = config_dict(retriever)
-            timings[rname] = {"build_s": round(built, 3), "search_s": {}, "queries_per_s": {}}
-            for qs in sets:
-                progress.step(done, steps, f"{rname} on {qs.name}")
-                t0 = time.perf_counter()
-                fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
-                raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries,
-                                                                                                           cfg.k)
-                held[qs.name][run_key(rname, retriever.options, cfg.k)] = raw
-                run = strict_order(raw, corpus.position)
-                dt = time.perf_counter() - t0
-                done += 1
-                timings[rname]["search_s"][qs.name] = round(dt, 3)
-                timings[rname]["queries_per_s"][qs.name] = round(len(qs.queries) / dt, 1) if dt > 0 else None
-                runs_by_set[qs.name][rname] = run
-                atomic_write_text(tmp / "runs" / qs.name / f"{rname}.trec", format_run(run, rname))
-        report = R.new_report(corpus, cfg, configs, timings, sets)
+    timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
+    held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
+    for rname in cfg.retrievers:
+        progress.step(done, steps, f"building {rname}")
+        t0 = time.perf_counter()
+        retriever = build(rname, progress.build(f"{rname}: {corpus.corpus_id} verses"))
+        built = time.perf_counter() - t0
+        done += 1
+        configs[rname] = config_dict(retriever)
+        timings[rname] = {"build_s": round(built, 3), "search_s": {}, "queries_per_s": {}}
         for qs in sets:
-            progress.step(done, steps, f"evaluating {qs.name}")
-            ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
+            progress.step(done, steps, f"{rname} on {qs.name}")
+            t0 = time.perf_counter()
+            fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
+            raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries, cfg.k)
+            held[qs.name][run_key(rname, getattr(retriever, "options", None), cfg.k)] = raw
+            run = strict_order(raw, corpus.position)
+            dt = time.perf_counter() - t0
             done += 1
-            progress.step(done, steps, f"evaluating {qs.name}")
-            for key in ("results", "per_query", "significance"):
-                report[key][qs.name] = ev[key]
-        R.write_report(report, tmp)
-        out = claim(tmp, root, stamp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for p in made:  # deepest first; a folder someone else has since put something in stays
+            timings[rname]["search_s"][qs.name] = round(dt, 3)
+            timings[rname]["queries_per_s"][qs.name] = round(len(qs.queries) / dt, 1) if dt > 0 else None
+            runs_by_set[qs.name][rname] = run
+            if on_run is not None:
+                on_run(qs.name, rname, run)
+    return score(cfg, corpus, sets, runs_by_set, configs, timings, progress, done, steps)
+
+
+def score(cfg: RunConfig, corpus, sets: list[QuerySet], runs_by_set: dict, configs: dict, timings: dict,
+          progress: RunProgress | None = None, done: int = 0, steps: int | None = None) -> R.Report:
+    """Evaluate each set's runs ({set: {name: run}}) with ranx: the Report. `done`/`steps`: where the run's progress
+    stands when scoring starts (scoring is one step a set)."""
+    progress = progress or RunProgress()
+    steps = len(sets) if steps is None else steps
+    results, per_query, significance = {}, {}, {}
+    for qs in sets:
+        progress.step(done, steps, f"evaluating {qs.name}")
+        ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
+        results[qs.name], per_query[qs.name], significance[qs.name] = ev
+        done += 1
+        progress.step(done, steps, f"evaluating {qs.name}")
+    return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), results, per_query, significance)
+
+
+class RunFolder:
+    """`with RunFolder(root) as folder:` a hidden temp folder `folder.tmp` under `root` to write a run's files into.
+    On a clean exit it is renamed to `root/<UTC stamp>` (`folder.final`); on any error or interrupt it is removed, and
+    so are the folders made for it. Stale temp folders of dead processes under `root` are swept first."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.tmp: Path | None = None
+        self.final: Path | None = None
+
+    def __enter__(self) -> "RunFolder":
+        sweep_stale(self.root)
+        self.made = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        self.stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.tmp = self.root / temp_name(self.stamp)
+        self.tmp.mkdir(parents=True, exist_ok=False)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            try:
+                self.final = claim(self.tmp, self.root, self.stamp)
+                return
+            except BaseException:
+                self._remove()
+                raise
+        self._remove()
+
+    def _remove(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for p in self.made:  # deepest first; a folder someone else has since put something in stays
             with contextlib.suppress(OSError):
                 p.rmdir()
-        raise
-    return report, out
 
 
 def claim(tmp: Path, root: Path, stamp: str) -> Path:

@@ -17,6 +17,7 @@ from corpus.qsets import load_set, read_run, set_names
 from harness.compare import label_of
 from harness.metrics import LOWER_IS_BETTER
 from harness.plots import scatter
+from harness.report import Report
 from retrievers.base import config_dict, make, strict_order
 
 TOP = 3
@@ -27,7 +28,7 @@ SHOW_RELEVANT = 6  # relevant verses listed per query on a terminal; the JSON ke
 @dataclass(frozen=True)
 class Side:
     label: str
-    report: dict
+    report: Report
     retriever: str
     folder: Path | None = None  # holds runs/<set>/<retriever>.trec, when the report came from a run folder
     rankings: dict | None = None  # {set: {qid: [docid, ...]}} searched again where the report has no run files
@@ -39,12 +40,12 @@ def run_folder(path) -> Path | None:
     return folder if (folder / "runs").is_dir() else None
 
 
-def _rows(rep: dict, only) -> list[str]:
-    present = list(dict.fromkeys(r for by_r in rep["results"].values() for r in by_r))
+def _rows(rep: Report, only) -> list[str]:
+    present = rep.retrievers()
     return [r for r in only if r in present] if only else present
 
 
-def pairs(reports: list[tuple[str, dict]], only=()) -> list[tuple[Side, Side]]:
+def pairs(reports: list[tuple[str, Report]], only=()) -> list[tuple[Side, Side]]:
     """(A, B) pairs: the same retriever in two reports, a report's only row against the other's, or two rows of one
     report (in `-r` order when given)."""
     if len(reports) == 1:
@@ -75,7 +76,7 @@ def pairs(reports: list[tuple[str, dict]], only=()) -> list[tuple[Side, Side]]:
 
 def values(side: Side, set_name: str, metric: str) -> dict | None:
     """{qid: value} of the side's metric on a set, or None when the report did not keep it."""
-    return side.report.get("per_query", {}).get(set_name, {}).get(side.retriever, {}).get(metric)
+    return side.report.values(set_name, side.retriever, metric)
 
 
 def ranking(side: Side, set_name: str) -> list[str] | None:
@@ -97,12 +98,12 @@ def drops(a: dict, b: dict, metric: str) -> list[tuple[str, float, float, float]
     return sorted((d for d in out if d[3] > 0), key=lambda d: (-d[3], d[0]))
 
 
-def _judged(rep: dict, set_name: str):
+def _judged(rep: Report, set_name: str):
     """The committed set as the report judged it, or None (external set, or changed since the report)."""
     if set_name not in set_names():
         return None
-    qs = load_set(set_name, rep["meta"]["corpus"]["scope"])
-    return qs if qs.version == rep["meta"].get("sets", {}).get(set_name, {}).get("version") else None
+    qs = load_set(set_name, rep.meta["corpus"]["scope"])
+    return qs if qs.version == rep.set_info(set_name).get("version") else None
 
 
 def _top(ranked, qid, qrels, distractors, corpus) -> list[dict] | None:
@@ -125,7 +126,7 @@ def view(a: Side, b: Side, set_name: str, metric: str, n: int, *, home: Path) ->
     pa, pb = values(a, set_name, metric), values(b, set_name, metric)
     if pa is None or pb is None:
         raise BadInput(f"{set_name}: no per-query {metric} for {a.label if pa is None else b.label}")
-    corpus_meta = b.report["meta"]["corpus"]
+    corpus_meta = b.report.meta["corpus"]
     corpus = load_corpus(corpus_meta["translation"], corpus_meta["scope"], home=home)
     qs = _judged(b.report, set_name)
     rank_a, rank_b = ranking(a, set_name), ranking(b, set_name)
@@ -224,8 +225,8 @@ def to_markdown(vs: list[dict], level: int = 1) -> str:
 # ---- files ------------------------------------------------------------------------------------------------------------
 
 def common_sets(a: Side, b: Side) -> list[str]:
-    return [s for s in a.report["results"]
-            if a.retriever in a.report["results"][s] and b.retriever in b.report["results"].get(s, {})]
+    return [s for s in a.report.results
+            if a.retriever in a.report.results[s] and b.retriever in b.report.results.get(s, {})]
 
 
 def scatter_pngs(side_pairs, metric: str, folder) -> list[Path]:
@@ -246,7 +247,7 @@ def write(vs: list[dict], folder) -> list[Path]:
             atomic_write_text(Path(folder) / "worst.json", json.dumps(vs, indent=1, ensure_ascii=False) + "\n")]
 
 
-def for_compare(reports: list[tuple[str, dict]], only, metric: str, n: int | None, folder, *,
+def for_compare(reports: list[tuple[str, Report]], only, metric: str, n: int | None, folder, *,
                 home: Path) -> tuple[list, list]:
     """`bench compare`'s extras: the per-query scatter PNGs wherever the reports pair up, and with `--worst N` the
     N queries that fell most. Returns (views, files written)."""
@@ -263,7 +264,7 @@ def for_compare(reports: list[tuple[str, dict]], only, metric: str, n: int | Non
 
 # ---- the gate ---------------------------------------------------------------------------------------------------------
 
-def search_again(rep: dict, retriever: str, set_name: str, qids, *, home: Path) -> dict | None:
+def search_again(rep: Report, retriever: str, set_name: str, qids, *, home: Path) -> dict | None:
     """The report's retriever rebuilt from its recorded options and asked these queries again: {qid: [docid, ...]}.
 
     A baseline keeps per-query values but no run files. The retrievers are deterministic, so the rebuilt one ranks as
@@ -272,7 +273,7 @@ def search_again(rep: dict, retriever: str, set_name: str, qids, *, home: Path) 
     """
     from encoder import checkpoint as ckpt  # imports torch (~2 s): only the gate, on failure, needs it here
 
-    meta = rep["meta"]
+    meta = rep.meta
     options = dict(meta.get("run", {}).get("options", {}).get(retriever, {}))
     recorded = dict(meta.get("retrievers", {}).get(retriever) or {})
     want_sha = meta.get("checkpoint_sha256", {}).get("encoder")
@@ -293,12 +294,12 @@ def search_again(rep: dict, retriever: str, set_name: str, qids, *, home: Path) 
     return {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in run.items()}
 
 
-def for_gate(candidate: dict, folder, baseline: dict, failed, n: int = 5, *, home: Path) -> dict:
+def for_gate(candidate: Report, folder, baseline: Report, failed, n: int = 5, *, home: Path) -> dict:
     """{"set/retriever/metric": view} for each failing metric: the n queries that fell most from the baseline."""
     out = {}
     for name in failed:
         s, r, m = name.split("/")
-        fell = drops(baseline["per_query"][s][r][m], candidate["per_query"][s][r][m], m)[:n]
+        fell = drops(baseline.values(s, r, m), candidate.values(s, r, m), m)[:n]
         again = search_again(baseline, r, s, [q for q, *_ in fell], home=home) if fell else None
         a = Side("baseline", baseline, r, None, {s: again} if again is not None else None)
         b = Side("candidate", candidate, r, Path(folder))

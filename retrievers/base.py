@@ -115,7 +115,8 @@ def run_key(name: str, options, k: int) -> tuple:
 
 def config_dict(retriever: Retriever) -> dict:
     """The retriever's config as plain data for reports: `name` plus every config field; passwords redacted."""
-    d = {"name": retriever.name, **dataclasses.asdict(retriever.config)}
+    config = getattr(retriever, "config", None)  # the protocol asks for one; a bare object from outside may lack it
+    d = {"name": retriever.name, **(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {})}
     if d.get("dsn"):
         d["dsn"] = redact_dsn(d["dsn"])
     return d

@@ -9,6 +9,7 @@ import pytest
 from corpus.qsets import read_set
 from corpus.paths import REPO
 from harness import frames
+from harness.report import Report
 from harness.runner import RunConfig, run_benchmark
 from tests.test_cli import assert_one_line_error, bench
 
@@ -21,19 +22,21 @@ def run_folder(home, tmp_path_factory):
     return run_benchmark(RunConfig(retrievers=("ilike", "bm25"), sets=("distractor",), out_root=out), home=home)[1]
 
 
-def check_against_report(rep: dict) -> None:
+def check_against_report(d: dict) -> None:
+    rep = Report.from_dict(d)
     t = frames.tidy(rep)
-    expected = {(s, r, m): v for s, by_r in rep["results"].items() for r, ms in by_r.items() for m, v in ms.items()}
+    assert t.equals(frames.tidy(d)) and t.equals(rep.to_frame())  # a dict or a Report: the same frame
+    expected = {(s, r, m): v for s, by_r in rep.results.items() for r, ms in by_r.items() for m, v in ms.items()}
     assert list(t.columns) == frames.TIDY_COLUMNS
     assert len(t) == len(expected)
     assert {(row.set, row.retriever, row.metric): row.value for row in t.itertuples()} == expected
     pq = frames.per_query(rep)
-    expected = {(s, q, r, m): v for s, by_r in rep["per_query"].items() for r, ms in by_r.items()
+    expected = {(s, q, r, m): v for s, by_r in rep.per_query.items() for r, ms in by_r.items()
                 for m, vals in ms.items() for q, v in vals.items()}
     assert list(pq.columns) == frames.PER_QUERY_COLUMNS
     assert len(pq) == len(expected)
     assert {(row.set, row.qid, row.retriever, row.metric): row.value for row in pq.itertuples()} == expected
-    for s in rep["per_query"]:  # the texts are the committed set's, query by query
+    for s in rep.per_query:  # the texts are the committed set's, query by query
         queries = read_set(s).queries
         sub = pq[pq["set"] == s]
         assert (sub["query"] == sub["qid"].map(queries)).all()

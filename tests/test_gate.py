@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from corpus.errors import BadInput
 from harness import gate as G
+from harness.report import Report
 from corpus.paths import REPO
 from retrievers.encoder import DEFAULT_CHECKPOINT
 from tests.test_cli import assert_one_line_error, bench
@@ -117,9 +118,9 @@ def test_update_baseline_refuses_a_dirty_work_tree_before_evaluating(home, tmp_p
 
 
 def test_a_baseline_written_with_allow_dirty_says_so():
-    report = json.loads(BASELINE.read_text())
-    assert G.to_baseline(report, DEFAULT_CHECKPOINT)["meta"]["gate"].get("allow_dirty") is None
-    meta = G.to_baseline(report, DEFAULT_CHECKPOINT, allow_dirty=True)["meta"]["gate"]
+    report = Report.load(BASELINE)
+    assert G.to_baseline(report, DEFAULT_CHECKPOINT).meta["gate"].get("allow_dirty") is None
+    meta = G.to_baseline(report, DEFAULT_CHECKPOINT, allow_dirty=True).meta["gate"]
     assert meta["allow_dirty"] is True and meta["checkpoint"] == DEFAULT_CHECKPOINT.relative_to(REPO).as_posix()
 
 

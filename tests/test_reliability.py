@@ -116,9 +116,9 @@ def test_an_external_set_named_like_a_committed_one_is_named_apart(home, tmp_pat
     r.write_text("a1 0 John.6.35 2\n")
     rep, _ = run_benchmark(RunConfig(retrievers=("ilike",), sets=("keyword",), out_root=tmp_path / "out"),
                            external=external(q, r), home=home)
-    assert set(rep["results"]) == {"keyword-external", "keyword"}
-    assert rep["meta"]["sets"]["keyword-external"]["queries"] == 1
-    assert rep["meta"]["sets"]["keyword"]["queries"] > 1
+    assert set(rep.results) == {"keyword-external", "keyword"}
+    assert rep.set_info("keyword-external")["queries"] == 1
+    assert rep.set_info("keyword")["queries"] > 1
 
 
 def test_a_failed_run_leaves_no_out_folder(home, tmp_path):

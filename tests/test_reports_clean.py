@@ -41,7 +41,7 @@ def test_reports_record_repository_relative_paths(nt_corpus, tmp_path):
     cfg = RunConfig(retrievers=("encoder",), out_root=REPO / "reports" / "runs",
                     options={"encoder": {"checkpoint": str(REPO / "models" / "versebench-small")}})
     configs = {"encoder": {"checkpoint": str(REPO / "models" / "versebench-small"), "cache": str(tmp_path)}}
-    meta = R.new_report(nt_corpus, cfg, configs, {}, [])["meta"]
+    meta = R.new_meta(nt_corpus, cfg, configs, {}, [])
     assert meta["run"]["out_root"] == "reports/runs"
     assert meta["run"]["options"]["encoder"]["checkpoint"] == "models/versebench-small"
     assert meta["retrievers"]["encoder"]["checkpoint"] == "models/versebench-small"
@@ -57,7 +57,7 @@ def test_without_git_the_report_says_why_commit_is_null(tmp_path, monkeypatch):
     assert state == {"commit": None, "dirty": None, "why": "git is not on PATH"}
     meta = {"corpus": {"id": "c", "verses": 1}, "run": {"k": 10, "stat_test": "student"}, "versebench": "0",
             "git": state, "date": "d", "sets": {}}
-    assert "at an unknown commit (git is not on PATH)" in R.to_markdown({"meta": meta, "results": {}})
+    assert "at an unknown commit (git is not on PATH)" in R.Report(meta, {}).to_markdown()
 
 
 def git_repo(path, dirty: bool):

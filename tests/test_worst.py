@@ -12,6 +12,7 @@ from harness import compare as C
 from harness import gate as G
 from harness import worst as W
 from harness.plots import bootstrap_ci
+from harness.report import Report
 from harness.runner import RunConfig, run_benchmark
 from retrievers.encoder import DEFAULT_CHECKPOINT
 from tests.test_cli import assert_one_line_error, bench
@@ -42,7 +43,7 @@ def test_worst_queries_are_the_report_and_run_files(home, folders):
     (a, b), = W.pairs([(both, rep)], ("ilike", "bm25"))
     assert (a.retriever, b.retriever) == ("ilike", "bm25")
     v = W.view(a, b, "distractor", "recall@100", 4, home=home)
-    pa, pb = (rep["per_query"]["distractor"][r]["recall@100"] for r in ("ilike", "bm25"))
+    pa, pb = (rep.values("distractor", r, "recall@100") for r in ("ilike", "bm25"))
     fell = sorted(((pa[q] - pb[q], q) for q in pa if pb[q] < pa[q]), key=lambda t: (-t[0], t[1]))
     assert v["queries_worse"] == len(fell) > 0
     assert [q["qid"] for q in v["worst"]] == [q for _, q in fell[:4]]
@@ -129,9 +130,9 @@ def test_failing_gate_shows_what_fell(tmp_path):
 def test_gate_searches_the_baseline_again_only_with_its_own_checkpoint(home, tmp_path):
     base = G.read_baseline(BASELINE)
     ranked = W.search_again(base, "encoder", "distractor", ["ds-001"], home=home)
-    assert list(ranked) == ["ds-001"] and len(ranked["ds-001"]) == base["meta"]["run"]["k"]
-    other = json.loads(json.dumps(base))
-    other["meta"]["checkpoint_sha256"]["encoder"] = "0" * 64  # made with another checkpoint than the one committed
+    assert list(ranked) == ["ds-001"] and len(ranked["ds-001"]) == base.meta["run"]["k"]
+    other = Report.from_dict(json.loads(base.to_json()))
+    other.meta["checkpoint_sha256"]["encoder"] = "0" * 64  # made with another checkpoint than the one committed
     assert W.search_again(other, "encoder", "distractor", ["ds-001"], home=home) is None
     assert DEFAULT_CHECKPOINT.is_dir()
 

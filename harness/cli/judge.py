@@ -80,7 +80,7 @@ def compare(
     written += more
     frames_written = write_frames(table, csv)
     if as_json:
-        emit_json({**table, "worst": views} if worst else table)
+        emit_json({**table.to_dict(), "worst": views} if worst else table.to_dict())
         return
     render.result_tables(table, Console())
     render.worst_views(views, Console())

@@ -11,11 +11,11 @@ from harness import report as R
 from harness import worst as W
 
 
-def result_tables(report: dict, console: Console) -> None:
+def result_tables(report: R.Report, console: Console) -> None:
     """One table per set: the report's metrics, significance letters, no markdown bold."""
-    for s in report["results"]:
+    for s in report.results:
         header, rows = R.set_table_rows(report, s)
-        info = report["meta"]["sets"].get(s, {})
+        info = report.set_info(s)
         table = Table(title=f"{s} ({info.get('queries', '?')} queries)", title_justify="left")
         for h in header:
             table.add_column(h, justify="left" if h in ("", "retriever") else "right")

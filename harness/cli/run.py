@@ -15,7 +15,7 @@ from harness.cli.home import default_home
 from harness.cli.progress import Bars
 
 
-def write_frames(report: dict, folder: str | None) -> str:
+def write_frames(report, folder: str | None) -> str:
     """`--csv DIR`: the report's DataFrames; returns what to add to the closing line."""
     if not folder:
         return ""
@@ -55,7 +55,7 @@ def run(
         report, folder = runner.run_benchmark(cfg, external=ext, progress=bars.for_run(), home=default_home())
     frames_written = write_frames(report, csv)
     if as_json:
-        emit_json(report)
+        emit_json(report.to_dict())
         return
     render.result_tables(report, Console())
     Console().print(f"runs and report written to {folder}" + frames_written)
