@@ -56,7 +56,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus.books import BOOKS, NT_BOOKS, SCOPES, books_for
+from corpus.books import BOOKS, NT_BOOKS, SCOPES, books_for, parse_ref  # noqa: F401  (parse_ref: bible's old home)
 from corpus.errors import BadInput, at
 from corpus.paths import atomic_write_bytes, atomic_write_text
 
@@ -397,41 +397,3 @@ def load_corpus(translation: str = "web", scope: str = "nt", *, home: Path, rebu
         "words": entry["words"],
     }
     return Corpus(translation, scope, tuple(r[0] for r in rows), tuple(r[1] for r in rows), manifest)
-
-
-# ---- references -----------------------------------------------------------------------------------------------------
-
-_NAMES = {
-    "Gen": "genesis gn ge", "Exod": "exodus ex exo", "Lev": "leviticus lv le", "Num": "numbers nm nu",
-    "Deut": "deuteronomy dt de", "Josh": "joshua jos", "Judg": "judges jdg jg", "Ruth": "ruth ru rth",
-    "1Sam": "1samuel isamuel 1sa 1sm", "2Sam": "2samuel iisamuel 2sa 2sm", "1Kgs": "1kings ikings 1ki 1kg",
-    "2Kgs": "2kings iikings 2ki 2kg", "1Chr": "1chronicles ichronicles 1ch", "2Chr": "2chronicles iichronicles 2ch",
-    "Ezra": "ezra ezr", "Neh": "nehemiah ne", "Esth": "esther est es", "Job": "job jb", "Ps": "psalms psalm psa pss",
-    "Prov": "proverbs pr prv", "Eccl": "ecclesiastes ecc qoheleth", "Song": "songofsolomon songofsongs sos canticles",
-    "Isa": "isaiah is", "Jer": "jeremiah je", "Lam": "lamentations la", "Ezek": "ezekiel eze ezk",
-    "Dan": "daniel dn da", "Hos": "hosea ho", "Joel": "joel jl", "Amos": "amos am", "Obad": "obadiah ob",
-    "Jonah": "jonah jon", "Mic": "micah mi", "Nah": "nahum na", "Hab": "habakkuk hb", "Zeph": "zephaniah zep",
-    "Hag": "haggai hg", "Zech": "zechariah zec", "Mal": "malachi ml", "Matt": "matthew mt", "Mark": "mk mr",
-    "Luke": "lk lu", "John": "jn jhn", "Acts": "ac", "Rom": "romans ro rm", "1Cor": "1corinthians icorinthians 1co",
-    "2Cor": "2corinthians iicorinthians 2co", "Gal": "galatians ga", "Eph": "ephesians ep",
-    "Phil": "philippians php pp", "Col": "colossians co", "1Thess": "1thessalonians ithessalonians 1th",
-    "2Thess": "2thessalonians iithessalonians 2th", "1Tim": "1timothy itimothy 1ti", "2Tim": "2timothy iitimothy 2ti",
-    "Titus": "tit ti", "Phlm": "philemon phm", "Heb": "hebrews he", "Jas": "james jm", "1Pet": "1peter ipeter 1pe",
-    "2Pet": "2peter iipeter 2pe", "1John": "ijohn 1jn 1jo", "2John": "iijohn 2jn 2jo", "3John": "iiijohn 3jn 3jo",
-    "Jude": "jud", "Rev": "revelation revelations re apocalypse",
-}
-_ALIASES = {a: b for b, names in _NAMES.items() for a in (b.lower(), *names.split())}
-_REF = re.compile(r"^\s*((?:[1-3]|i{1,3})?\s*[A-Za-z]+(?:\s+of\s+[A-Za-z]+)?)\s*\.?\s*(\d+)\s*[.:]\s*(\d+)\s*$", re.I)
-
-
-def parse_ref(ref: str) -> str:
-    """`John.3.16`, `John 3:16`, `1 Cor 13:4`, `Ezekiel 36:26` -> OSIS id (`John.3.16`); BadInput if unreadable."""
-    m = _REF.match(ref)
-    if not m:
-        raise at("REF", None, f"cannot read reference {ref!r}; write it like John.3.16 or 'John 3:16'")
-    name = re.sub(r"\s+", "", m.group(1)).lower()
-    book = _ALIASES.get(name)
-    if book is None:
-        raise at("REF", None, f"unknown book {m.group(1).strip()!r} in {ref!r}; use an OSIS id like {', '.join(NT_BOOKS[:3])}")
-    return f"{book}.{int(m.group(2))}.{int(m.group(3))}"
-

@@ -90,22 +90,32 @@ def read_qrels(path) -> dict[str, dict[str, int]]:
 
 def read_run(path) -> dict[str, dict[str, float]]:
     """TREC run `qid Q0 docid rank score tag`."""
+    return read_run_tagged(path)[0]
+
+
+def read_run_tagged(path, spaced_ids: bool = False) -> tuple[dict[str, dict[str, float]], set[str]]:
+    """(run, the tags it names). `spaced_ids`: a docid may hold spaces ("John 3:16", from a run made elsewhere):
+    it is every column between Q0 and the rank."""
     run: dict[str, dict[str, float]] = {}
+    tags: set[str] = set()
     for n, line in _lines(path):
         if not line.strip():
             continue
         cols = line.split()
-        if len(cols) != 6:
+        if len(cols) != 6 and not (spaced_ids and len(cols) > 6):
             raise at(path, n, f"expected 6 columns (qid Q0 docid rank score tag), found {len(cols)}")
-        qid, _, docid, _, score, _ = cols
+        qid, docid, score, tag = cols[0], " ".join(cols[2:-3]), cols[-2], cols[-1]
         try:
             s = float(score)
         except ValueError:
-            raise at(path, n, f"score {score!r} is not a number") from None
+            s = float("nan")
+        if s != s:  # NaN (or no number at all) has no place in a ranking
+            raise at(path, n, f"score {score!r} is not a number")
         if docid in run.get(qid, {}):
             raise at(path, n, f"duplicate document {docid} for query {qid}")
         run.setdefault(qid, {})[docid] = s
-    return run
+        tags.add(tag)
+    return run, tags
 
 
 def format_queries(queries: dict[str, str]) -> str:

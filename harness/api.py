@@ -22,7 +22,8 @@ def evaluate(retriever_or_factory, sets=(), k: int = 100, *, home, scope: str = 
     """Every set of `sets` (default: every committed non-dev set in scope) searched at depth `k` and scored.
 
     `retriever_or_factory`: a registry name ("bm25"), a retriever (`.name`, `.search(queries, k)`), or a factory
-    called with the corpus (and with `home` and `on_progress` where its signature takes them) that returns one.
+    called with the corpus (and with `home` and `on_progress` where its signature takes them) that returns one; a
+    retriever class is such a factory.
     `options`: a registry name's options, as `bench run` takes them. `home`: the cache root (required: the library
     never reads the environment). `progress`: a `runner.RunProgress`, when you want to watch."""
     if isinstance(sets, str):
@@ -39,7 +40,7 @@ def evaluate(retriever_or_factory, sets=(), k: int = 100, *, home, scope: str = 
             from retrievers.base import make
 
             return make(rname, corpus, home=Path(home), on_progress=progress, **(options or {}))
-        if hasattr(retriever_or_factory, "search"):
+        if _is_retriever(retriever_or_factory):
             return retriever_or_factory
         made = _call_factory(retriever_or_factory, corpus, Path(home), progress)
         if not hasattr(made, "search"):
@@ -49,11 +50,16 @@ def evaluate(retriever_or_factory, sets=(), k: int = 100, *, home, scope: str = 
     return runner.evaluate_retrievers(cfg, corpus, qsets, build, progress)
 
 
+def _is_retriever(obj) -> bool:
+    """A built retriever, not a class of them (a class is a factory: called with the corpus)."""
+    return not isinstance(obj, type) and hasattr(obj, "search")
+
+
 def _name(obj) -> str:
     if isinstance(obj, str):
         return obj
     name = getattr(obj, "name", None)
-    if isinstance(name, str) and hasattr(obj, "search"):
+    if isinstance(name, str) and (_is_retriever(obj) or isinstance(obj, type)):
         return name
     if callable(obj):
         return getattr(obj, "__name__", type(obj).__name__).replace("<lambda>", "factory")

@@ -10,7 +10,7 @@ What it runs, in order of priority, each stage capped so the whole fits `--budge
   4. two distilled students (the MLM init with its own WordPiece vocabulary; bert-base-uncased's vocabulary from
      scratch), then the contrastive stage on the better one (thematic-dev again).
 Every model's top-100 runs over the committed sets go back as TREC files (`runs.tar`), evaluated with ranx on
-the CPU machine (scripts/eval_runs.py); the best fine-tune and the best student by mean ndcg@10 over the reporting
+the CPU machine (`bench eval`); the best fine-tune and the best student by mean ndcg@10 over the reporting
 sets (the rule the default follows) come back as fp16 checkpoints, tarred and split under the 16 MiB file limit.
 
 The lent machine has PyTorch but none of the Bible sources (SWORD modules from Debian, the pythonbible packages)

@@ -55,6 +55,28 @@ def test_a_retriever_object_and_a_factory_score_the_same(home, nt_corpus, by_run
     assert set(by_factory.to_frame()["retriever"]) == {"my_factory"}
 
 
+class Overlap:
+    """The README's example: a retriever class is a factory, built over the corpus."""
+    name = "overlap"
+
+    def __init__(self, corpus):
+        self.verses = [(d, set(t.lower().split())) for d, t in zip(corpus.ids, corpus.texts)]
+
+    def search(self, queries, k):
+        out = {}
+        for qid, text in queries.items():
+            words = set(text.lower().split())
+            scored = sorted(((len(words & vw), d) for d, vw in self.verses), key=lambda x: -x[0])
+            out[qid] = {d: float(n) for n, d in scored[:k] if n}
+        return out
+
+
+def test_a_retriever_class_is_a_factory(home):
+    report = evaluate(Overlap, sets=["distractor"], home=home)
+    assert report.retrievers() == ["overlap"]
+    assert report.results["distractor"]["overlap"]["ndcg@10"] == pytest.approx(0.3965, abs=1e-3)  # the README's
+
+
 def test_what_is_not_a_retriever_is_bad_input(home):
     with pytest.raises(BadInput, match="not int"):
         evaluate(3, sets=["distractor"], home=home)

@@ -1,5 +1,5 @@
 """The `bench` app: the typer groups and `main`, the process's edge. The commands live in one module per group
-(sources: corpus and qrels; run: run, search, eval, tune-fusion; judge: gate, compare, perf; train: the encoder's)
+(sources: corpus and qrels; run: run, eval, search, tune-fusion; judge: gate, compare, perf; train: the encoder's)
 and are registered here. What is slow to import (torch, numpy, ranx and numba, the JVM) is imported inside the
 commands that need it, so `bench --help` stays fast."""
 

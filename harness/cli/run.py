@@ -1,4 +1,5 @@
-"""`bench run`, `bench search`, `bench tune-fusion`: retrievers over query sets, one query, fusion weights."""
+"""`bench run`, `bench eval`, `bench search`, `bench tune-fusion`: retrievers over query sets, run files made
+elsewhere, one query, fusion weights."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -119,7 +120,43 @@ def tune_fusion(
     emit_json(entry)
 
 
+def eval_(
+    runs: list[str] = typer.Argument(..., help="TREC run files (qid Q0 docid rank score tag); verse ids as OSIS "
+                                               "(John.3.16) or references ('John 3:16', 'Jn 3:16', '1 Cor 13:4')."),
+    set_: str = typer.Option(None, "--set", "-s", help="The committed query set the runs answer."),
+    queries: str = typer.Option(None, "--queries", help="External queries TSV (with --qrels), instead of -s."),
+    qrels: str = typer.Option(None, "--qrels", help="External qrels TREC (with --queries)."),
+    distractors: str = typer.Option(None, "--distractors", help="External distractors TREC (optional)."),
+    scope: str = typer.Option("nt", "--scope", help="nt | ot | all: the corpus the verse ids must belong to."),
+    translation: str = typer.Option("web", "--translation"),
+    stat_test: str = typer.Option("student", "--stat-test", help="ranx paired test: student | fisher."),
+    out: str = typer.Option(None, "--out", help="Folder under which the run folder is written."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report JSON to stdout."),
+    csv: str = typer.Option(None, "--csv", help="Also write the results as DataFrames (CSV, Parquet) to this folder."),
+):
+    """Score TREC run files made elsewhere exactly as `bench run` scores its retrievers: metrics, distractor metrics,
+    significance, report folder (and DataFrames with --csv). Each run is a row, named by its tag."""
+    from harness.runfiles import evaluate_run_files
+
+    ext = runner.external(queries, qrels, distractors)
+    if (set_ is None) == (ext is None):
+        raise BadInput("give the runs' query set: -s SET, or --queries and --qrels (not both)")
+    cfg = runner.RunConfig(retrievers=(), sets=(set_,) if set_ else (), scope=scope, translation=translation,
+                           stat_test=stat_test)
+    if out:
+        cfg = replace(cfg, out_root=Path(out))
+    with Bars(quiet=as_json) as bars:
+        report, folder = evaluate_run_files(runs, cfg, ext, progress=bars.for_run(), home=default_home())
+    frames_written = write_frames(report, csv)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    render.result_tables(report, Console())
+    Console().print(f"report written to {folder}" + frames_written)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
+    app.command("eval")(eval_)
     app.command()(search)
     app.command("tune-fusion")(tune_fusion)
