@@ -1,7 +1,6 @@
 """Query sets: strict TREC/TSV reading and writing, set folders under qrels/, scope filtering and validation.
 
-A set is a folder `qrels/<name>/` holding `queries.tsv` (`qid<TAB>text[<TAB>tag]`; the optional tag is a query style
-such as `question`, and reports break every metric down by it), `qrels.trec` (`qid 0 docid rel`),
+A set is a folder `qrels/<name>/` holding `queries.tsv` (`qid<TAB>text`), `qrels.trec` (`qid 0 docid rel`),
 optionally `distractors.trec` (same format), `set.json` (name, scope, split, kind, generated_by) and a README.
 Parsing is strict in the manner of ir_measures: the first bad line stops everything with `FILE:LINE: problem`.
 """
@@ -26,7 +25,6 @@ class QuerySet:
     qrels: dict  # qid -> {docid: rel}
     distractors: dict | None = None  # qid -> {docid: 1}
     meta: dict = field(default_factory=dict)  # set.json, plus "version" (content hash of the files)
-    tags: dict | None = None  # qid -> style tag, when queries.tsv has a third column
 
     @property
     def version(self) -> str:
@@ -52,33 +50,20 @@ def _lines(path: Path):
 
 
 def read_queries(path) -> dict[str, str]:
-    return read_queries_tagged(path)[0]
-
-
-def read_queries_tagged(path) -> tuple[dict[str, str], dict[str, str] | None]:
-    """(qid -> text, qid -> tag or None). A tag is the optional third column; a file tags every query or none."""
     queries: dict[str, str] = {}
-    tags: dict[str, str] = {}
     for n, line in _lines(path):
         if not line.strip():
             continue
         cols = line.split("\t")
-        if len(cols) not in (2, 3):
-            raise at(path, n, f"expected 2 or 3 tab-separated columns (qid, text[, tag]), found {len(cols)}")
+        if len(cols) != 2:
+            raise at(path, n, f"expected 2 tab-separated columns (qid, text), found {len(cols)}")
         qid, text = cols[0].strip(), cols[1].strip()
         if not qid or any(c.isspace() for c in qid):
             raise at(path, n, f"bad query id {cols[0]!r}")
         if qid in queries:
             raise at(path, n, f"duplicate query id {qid!r}")
-        if queries and (len(cols) == 3) != bool(tags):  # the lines before were all tagged, or none was
-            raise at(path, n, "some queries have a tag and some do not: tag every query or none")
-        if len(cols) == 3:
-            tag = cols[2].strip()
-            if not tag or any(c.isspace() for c in tag):
-                raise at(path, n, f"bad tag {cols[2]!r} (one word, like question)")
-            tags[qid] = tag
         queries[qid] = text
-    return queries, (tags or None)
+    return queries
 
 
 def read_qrels(path) -> dict[str, dict[str, int]]:
@@ -186,14 +171,12 @@ def read_set(name: str, root: Path = QRELS_DIR) -> QuerySet:
             h.update(f.encode() + b"\0" + (folder / f).read_bytes())
     meta = {**meta, "name": name, "version": h.hexdigest()[:12]}
     dpath = folder / "distractors.trec"
-    queries, tags = read_queries_tagged(folder / "queries.tsv")
     return QuerySet(
         name=name,
-        queries=queries,
+        queries=read_queries(folder / "queries.tsv"),
         qrels=read_qrels(folder / "qrels.trec"),
         distractors=read_qrels(dpath) if dpath.is_file() else None,
         meta=meta,
-        tags=tags,
     )
 
 
@@ -218,7 +201,6 @@ def restrict(qs: QuerySet, scope: str) -> QuerySet:
         qrels={q: qrels[q] for q in qids},
         distractors={q: dis.get(q, {}) for q in qids} if dis is not None else None,
         meta={**qs.meta, "scope_evaluated": scope, "queries_dropped_by_scope": len(qs.queries) - len(qids)},
-        tags={q: qs.tags[q] for q in qids} if qs.tags is not None else None,
     )
 
 
@@ -228,7 +210,7 @@ def load_set(name: str, scope: str, root: Path = QRELS_DIR) -> QuerySet:
 
 def external_set(queries_path, qrels_path, distractors_path=None) -> QuerySet:
     """A set from files elsewhere (`bench run --queries F --qrels F`); its ids must line up."""
-    queries, tags = read_queries_tagged(queries_path)
+    queries = read_queries(queries_path)
     qrels = read_qrels(qrels_path)
     check_ids(queries, qrels, queries_path, qrels_path)
     h = hashlib.sha256(Path(queries_path).read_bytes() + b"\0" + Path(qrels_path).read_bytes()).hexdigest()[:12]
@@ -239,7 +221,6 @@ def external_set(queries_path, qrels_path, distractors_path=None) -> QuerySet:
         distractors=read_qrels(distractors_path) if distractors_path else None,
         meta={"scope": None, "split": None, "kind": "external", "version": h,
               "queries_file": str(queries_path), "qrels_file": str(qrels_path)},
-        tags=tags,
     )
 
 

@@ -5,7 +5,7 @@
     df[df.metric == "ndcg@10"].pivot_table(index="qid", columns="retriever", values="value")
 
 `tidy` gives one row per (set, retriever, metric) mean; `per_query` one row per (set, qid, retriever, metric) with the
-query's text and tag; `by_tag` one row per (set, tag, retriever, metric) for sets whose queries are tagged. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
+query's text. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
 version is the one the report was made with (an external set, or a set edited since, leaves the text empty rather
 than pairing a qid with words it was not asked with).
 """
@@ -18,8 +18,7 @@ from corpus.qsets import read_set, set_names
 from harness.report import Report
 
 TIDY_COLUMNS = ["set", "retriever", "metric", "value"]
-PER_QUERY_COLUMNS = ["set", "qid", "query", "retriever", "metric", "value"]  # and "tag" after "query" when tagged
-BY_TAG_COLUMNS = ["set", "tag", "retriever", "metric", "value"]
+PER_QUERY_COLUMNS = ["set", "qid", "query", "retriever", "metric", "value"]
 
 
 def _pd():
@@ -64,19 +63,7 @@ def per_query(source):
     rows = [(s, q, texts.get(s, {}).get(q), r, m, float(v))
             for s, by_r in rep.per_query.items() for r, ms in by_r.items()
             for m, values in ms.items() for q, v in values.items()]
-    df = _pd().DataFrame(rows, columns=PER_QUERY_COLUMNS)
-    if rep.by_tag:  # a report with tagged sets: each query's tag beside its text (None in untagged sets)
-        tags = {s: rep.tag_of(s) for s in rep.per_query}
-        df.insert(3, "tag", [tags[s].get(q) for s, q in zip(df["set"], df["qid"])])
-    return df
-
-
-def by_tag(source):
-    """One row per (set, tag, retriever, metric): the means over each tag's queries (sets with tagged queries)."""
-    rep = load(source)
-    rows = [(s, tag, r, m, float(v)) for s, parts in (rep.by_tag or {}).items() for tag, part in parts.items()
-            for r, ms in part["results"].items() for m, v in ms.items()]
-    return _pd().DataFrame(rows, columns=BY_TAG_COLUMNS)
+    return _pd().DataFrame(rows, columns=PER_QUERY_COLUMNS)
 
 
 def parquet_available() -> bool:
@@ -88,8 +75,7 @@ def parquet_available() -> bool:
 
 
 def write(source, folder) -> list[Path]:
-    """summary.csv, per_query.csv and, where sets are tagged, by_tag.csv (and .parquet of each where pyarrow is
-    installed) under `folder`."""
+    """summary.csv and per_query.csv (and .parquet of both where pyarrow is installed) under `folder`."""
     import io
 
     rep = load(source)
@@ -100,8 +86,6 @@ def write(source, folder) -> list[Path]:
     frames = {"summary": tidy(rep)}
     if rep.per_query is not None:
         frames["per_query"] = per_query(rep)
-    if rep.by_tag:
-        frames["by_tag"] = by_tag(rep)
     for name, df in frames.items():
         written.append(atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False)))
         if parquet_available():

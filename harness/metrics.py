@@ -99,27 +99,3 @@ def paired_p(per_query_a: dict, per_query_b: dict, stat_test: str = "student") -
     else:
         p, _ = paired_student_t_test(a, b, 0.05)
     return float(p)
-
-
-def by_tag(per_query: dict, tags: dict, stat_test: str = "student") -> dict:
-    """One set's metrics broken down by query tag: {tag: {"queries": [qid, ...], "results": {row: {metric: mean}},
-    "significance": {metric: {a: {b: p}}}}}. `per_query`: {row: {metric: {qid: value}}} (a report's, for one set);
-    `tags`: {qid: tag}. The paired test per tag is ranx's, on the tag's queries only."""
-    out = {}
-    for tag in sorted(set(tags.values())):
-        qids = [q for q, t in tags.items() if t == tag]
-        results, sig = {}, {}
-        for row, by_metric in per_query.items():
-            results[row] = {m: sum(vals[q] for q in qids if q in vals) / max(sum(q in vals for q in qids), 1)
-                            for m, vals in by_metric.items()}
-        for a in per_query:
-            for b in per_query:
-                for m in METRICS:
-                    va, vb = per_query[a].get(m), per_query[b].get(m)
-                    if a != b and va and vb:
-                        pick = [q for q in qids if q in va and q in vb]
-                        if len(pick) >= 2:
-                            p = paired_p({q: va[q] for q in pick}, {q: vb[q] for q in pick}, stat_test)
-                            sig.setdefault(m, {}).setdefault(a, {})[b] = p
-        out[tag] = {"queries": qids, "results": results, "significance": sig}
-    return out

@@ -5,8 +5,6 @@ A report's JSON is `{"meta": ..., "results": ..., "per_query": ..., "significanc
 - results[set][retriever][metric] = mean value
 - per_query[set][retriever][metric][qid] = value (absent in reports written before they were kept)
 - significance[set][metric][row_a][row_b] = p of the paired test (absent in a gate baseline)
-- by_tag[set][tag] = {"queries": [qid, ...], "results": ..., "significance": ...}: the same by query tag, for sets
-  whose queries carry a style tag (absent where no set does)
 `Report.load` and `Report.save` keep that format, so committed reports read and write back unchanged.
 """
 
@@ -107,7 +105,6 @@ class Report:
     results: dict  # {set: {retriever: {metric: mean}}}
     per_query: dict | None = None  # {set: {retriever: {metric: {qid: value}}}}
     significance: dict | None = None  # {set: {metric: {row: {other row: p}}}}
-    by_tag: dict | None = None  # {set: {tag: {"queries": [qid], "results": ..., "significance": ...}}}
 
     # ---- reading the numbers ---------------------------------------------------------------------------------------
 
@@ -131,23 +128,6 @@ class Report:
     @property
     def corpus_id(self) -> str:
         return self.meta["corpus"]["id"]
-
-    def tag_of(self, set_name: str) -> dict[str, str]:
-        """{qid: tag} of a set whose queries are tagged; empty otherwise."""
-        return {q: tag for tag, part in (self.by_tag or {}).get(set_name, {}).items() for q in part["queries"]}
-
-    def tag_report(self) -> "Report | None":
-        """The breakdown by tag as a report of its own, one "set · tag" per tag (the tables render it like any
-        report); None when no set is tagged."""
-        if not self.by_tag:
-            return None
-        results, sig, sets = {}, {}, {}
-        for s, parts in self.by_tag.items():
-            for tag, part in parts.items():
-                name = f"{s} · {tag}"
-                results[name], sig[name] = part["results"], part["significance"]
-                sets[name] = {"queries": len(part["queries"])}
-        return Report(meta={**self.meta, "sets": sets}, results=results, significance=sig)
 
     # ---- renderings ------------------------------------------------------------------------------------------------
 
@@ -179,8 +159,6 @@ class Report:
             out["per_query"] = self.per_query
         if self.significance is not None:
             out["significance"] = self.significance
-        if self.by_tag is not None:
-            out["by_tag"] = self.by_tag
         return out
 
     @classmethod
@@ -189,7 +167,7 @@ class Report:
             if key not in d:
                 raise at(where, None, f"not a versebench report (no {key!r})")
         return cls(meta=d["meta"], results=d["results"], per_query=d.get("per_query"),
-                   significance=d.get("significance"), by_tag=d.get("by_tag"))
+                   significance=d.get("significance"))
 
     @classmethod
     def load(cls, path) -> "Report":
@@ -236,15 +214,9 @@ def new_meta(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
         "checkpoint_sha256": {n: c.get("checkpoint_sha256") for n, c in configs.items()
                               if c.get("checkpoint_sha256")},
         "sets": {s.name: {"version": s.version, "queries": len(s.queries), "split": s.meta.get("split"),
-                          "kind": s.meta.get("kind"), **({"tags": tag_counts(s.tags)} if s.tags else {})}
-                 for s in sets},
+                          "kind": s.meta.get("kind")} for s in sets},
         "timings": timings,
     }
-
-
-def tag_counts(tags: dict) -> dict[str, int]:
-    """{tag: number of queries}, tags in name order."""
-    return {t: sum(1 for v in tags.values() if v == t) for t in sorted(set(tags.values()))}
 
 
 def metrics_of(results_for_set: dict) -> list[str]:
@@ -308,15 +280,6 @@ def to_markdown(report: Report, title: str = "versebench run") -> str:
         lines.append("|" + "---|" * len(header))
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
-    tagged = report.tag_report()
-    if tagged is not None:
-        lines += ["## By query tag", "", "The same metrics on each tag's queries; letters from the paired test on those "
-                  "queries only.", ""]
-        for s in tagged.results:
-            header, rows = set_table_rows(tagged, s)
-            lines += [f"### {s} ({tagged.set_info(s)['queries']} queries)", "",
-                      "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     t = meta.get("timings", {})
     if t:
         lines += ["## Timings", "", "| retriever | build s | search s (all sets) |", "|---|---|---|"]

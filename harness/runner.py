@@ -182,17 +182,14 @@ def score(cfg: RunConfig, corpus, sets: list[QuerySet], runs_by_set: dict, confi
     stands when scoring starts (scoring is one step a set)."""
     progress = progress or RunProgress()
     steps = len(sets) if steps is None else steps
-    results, per_query, significance, by_tag = {}, {}, {}, {}
+    results, per_query, significance = {}, {}, {}
     for qs in sets:
         progress.step(done, steps, f"evaluating {qs.name}")
         ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
         results[qs.name], per_query[qs.name], significance[qs.name] = ev
-        if qs.tags:  # a set whose queries carry a style tag: every metric by tag too
-            by_tag[qs.name] = M.by_tag(per_query[qs.name], qs.tags, cfg.stat_test)
         done += 1
         progress.step(done, steps, f"evaluating {qs.name}")
-    return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), results, per_query, significance,
-                    by_tag or None)
+    return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), results, per_query, significance)
 
 
 class RunFolder:

@@ -12,15 +12,7 @@ from harness import worst as W
 
 
 def result_tables(report: R.Report, console: Console) -> None:
-    """One table per set: the report's metrics, significance letters, no markdown bold; then one per query tag of
-    the sets whose queries are tagged."""
-    _tables(report, console)
-    tagged = report.tag_report()
-    if tagged is not None:
-        _tables(tagged, console)
-
-
-def _tables(report: R.Report, console: Console) -> None:
+    """One table per set: the report's metrics, significance letters, no markdown bold."""
     for s in report.results:
         header, rows = R.set_table_rows(report, s)
         info = report.set_info(s)
