@@ -4,8 +4,8 @@
     df = frames.per_query("reports/runs/20261130T013930Z")      # a run folder, report.json, baseline.json, compare.json
     df[df.metric == "ndcg@10"].pivot_table(index="qid", columns="retriever", values="value")
 
-`tidy` gives one row per (set, retriever, metric) mean; `per_query` one row per (set, qid, retriever, metric) with the
-query's text. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
+`tidy` gives one row per (set, tag, retriever, metric) mean (tag "all" for the whole set, and one per query tag where
+the set has them); `per_query` one row per (set, qid, retriever, metric) with the query's text and tag. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
 version is the one the report was made with (an external set, or a set edited since, leaves the text empty rather
 than pairing a qid with words it was not asked with).
 """
@@ -16,8 +16,10 @@ from corpus.errors import BadInput
 from corpus.paths import atomic_write_bytes, atomic_write_text
 from corpus.qsets import read_set, set_names
 
-TIDY_COLUMNS = ["set", "retriever", "metric", "value"]
-PER_QUERY_COLUMNS = ["set", "qid", "query", "retriever", "metric", "value"]
+TIDY_COLUMNS = ["set", "tag", "retriever", "metric", "value"]
+PER_QUERY_COLUMNS = ["set", "qid", "query", "tag", "retriever", "metric", "value"]
+ALL = "all"  # the tag of a set's overall means in `tidy`
+UNTAGGED = "untagged"  # the tag of a query that has none in `per_query` (a word, so a CSV reads back the same)
 
 
 def _pd():
@@ -34,11 +36,19 @@ def load(source) -> dict:
 
 
 def tidy(source):
-    """One row per (set, retriever, metric): the report's mean values."""
+    """One row per (set, tag, retriever, metric): the report's mean values, overall (tag "all") and, for a set whose
+    queries carry tags, for each tag."""
     rep = load(source)
-    rows = [(s, r, m, float(v)) for s, by_r in rep["results"].items() for r, ms in by_r.items()
+    rows = [(s, ALL, r, m, float(v)) for s, by_r in rep["results"].items() for r, ms in by_r.items()
             for m, v in ms.items()]
+    rows += [(s, tag, r, m, float(v)) for s, tags in rep.get("by_tag", {}).items() for tag, t in tags.items()
+             for r, ms in t["results"].items() for m, v in ms.items()]
     return _pd().DataFrame(rows, columns=TIDY_COLUMNS)
+
+
+def query_tags(rep: dict) -> dict[str, dict[str, str]]:
+    """{set: {qid: tag}} from the report's own by-tag breakdown."""
+    return {s: {q: tag for tag, t in tags.items() for q in t["qids"]} for s, tags in rep.get("by_tag", {}).items()}
 
 
 def query_texts(rep: dict) -> dict[str, dict[str, str]]:
@@ -58,8 +68,8 @@ def per_query(source):
     rep = load(source)
     if "per_query" not in rep:
         raise BadInput("this report has no per-query values (reports written before they were stored)")
-    texts = query_texts(rep)
-    rows = [(s, q, texts.get(s, {}).get(q), r, m, float(v))
+    texts, tags = query_texts(rep), query_tags(rep)
+    rows = [(s, q, texts.get(s, {}).get(q), tags.get(s, {}).get(q, UNTAGGED), r, m, float(v))
             for s, by_r in rep["per_query"].items() for r, ms in by_r.items()
             for m, values in ms.items() for q, v in values.items()]
     return _pd().DataFrame(rows, columns=PER_QUERY_COLUMNS)

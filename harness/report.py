@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness import __version__
 from corpus.errors import BadInput, at
-from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS
+from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS, POOL_METRICS
 from corpus.paths import REPO, atomic_write_text
 
 SIG_P = 0.05
@@ -132,7 +132,7 @@ def load_report(path) -> dict:
 
 def metrics_of(results_for_set: dict) -> list[str]:
     present = {m for r in results_for_set.values() for m in r}
-    return [m for m in (*METRICS, *DISTRACTOR_METRICS) if m in present]
+    return [m for m in (*METRICS, *DISTRACTOR_METRICS, *POOL_METRICS) if m in present]
 
 
 def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) -> str:
@@ -189,12 +189,37 @@ def to_markdown(report: dict, title: str = "versebench run") -> str:
         lines.append("|" + "---|" * len(header))
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
+        lines += tag_table(report, s)
     t = meta.get("timings", {})
     if t:
         lines += ["## Timings", "", "| retriever | build s | search s (all sets) |", "|---|---|---|"]
         lines += [f"| {n} | {v['build_s']:.2f} | {sum(v['search_s'].values()):.2f} |" for n, v in t.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def tag_table(report: dict, set_name: str, metric: str = "ndcg@10") -> list[str]:
+    """Markdown lines: `metric` by query tag, a column per retriever, letters as in the set's table (the paired test
+    run on the tag's queries alone). Empty for a set without tags."""
+    tags = report.get("by_tag", {}).get(set_name)
+    if not tags:
+        return []
+    names = list(report["results"][set_name])
+    head = [f"### {set_name} by query tag ({metric})", "", "| tag (queries) | " + " | ".join(
+        f"{chr(ord('a') + i)} {n}" for i, n in enumerate(names)) + " |", "|" + "---|" * (len(names) + 1)]
+    rows = []
+    for tag, t in tags.items():
+        res = t["results"]
+        best = max(res[n].get(metric, float("-inf")) for n in names)
+        cells = []
+        for n in names:
+            v = res[n].get(metric)
+            txt = "" if v is None else f"{v:.3f}"
+            if v is not None and v == best and len(names) > 1:
+                txt = f"**{txt}**"
+            cells.append(txt + markers(t["significance"], metric, n, names, res))
+        rows.append(f"| {tag} ({len(t['qids'])}) | " + " | ".join(cells) + " |")
+    return head + rows + [""]
 
 
 def write_report(report: dict, folder: Path) -> None:

@@ -91,6 +91,12 @@ def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[Qu
     return [s for s in sets if s.queries]
 
 
+def judged_by_pooling(qs: QuerySet) -> bool:
+    """A set whose qrels record what was judged not relevant (grade 0), or whose set.json says it was pooled: there
+    `judged@10` tells how much of a system's top 10 the judges ever saw."""
+    return bool(qs.meta.get("pooled")) or any(r == 0 for docs in qs.qrels.values() for r in docs.values())
+
+
 def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
     results, per_query = {}, {}
     for name, run in runs.items():
@@ -98,9 +104,15 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
         if qs.distractors is not None:
             dm, dpq = M.distractor_metrics(run, qs.qrels, qs.distractors)
             means, pq = {**means, **dm}, {**pq, **dpq}
+        if judged_by_pooling(qs):
+            jm, jpq = M.judged_at(run, qs.qrels)
+            means, pq = {**means, **jm}, {**pq, **jpq}
         results[name], per_query[name] = means, pq
     sig = M.significance(qs.qrels, runs, M.METRICS, stat_test=stat_test)
-    return {"results": results, "per_query": per_query, "significance": sig}
+    out = {"results": results, "per_query": per_query, "significance": sig}
+    if qs.tags:
+        out["by_tag"] = M.by_tag(qs.tags, per_query, stat_test)
+    return out
 
 
 def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Bars | None = None, *,
@@ -166,6 +178,8 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Ba
             overall(done, steps)
             for key in ("results", "per_query", "significance"):
                 report[key][qs.name] = ev[key]
+            if "by_tag" in ev:
+                report.setdefault("by_tag", {})[qs.name] = ev["by_tag"]
         R.write_report(report, tmp)
         out = claim(tmp, root, stamp)
     except BaseException:
