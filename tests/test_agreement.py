@@ -28,3 +28,16 @@ def test_table_is_symmetric_over_every_pair():
                "s2": {"a": {"ndcg@10": 0.3}, "b": {"ndcg@10": 0.2}, "c": {"ndcg@10": 0.1}}}
     t = table(results)
     assert t["s1"]["s2"] == t["s2"]["s1"] == -1.0 and t["s1"]["s1"] == 1.0
+
+
+def test_bench_agreement_on_a_committed_comparison(tmp_path):
+    from corpus.paths import REPO
+    from tests.test_cli import assert_one_line_error, bench
+
+    p = bench("agreement", str(REPO / "reports" / "hybrid" / "compare.json"), "--json", "--out", str(tmp_path / "a.md"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = __import__("json").loads(p.stdout)
+    assert len(got["systems"]) >= 3 and got["tau"]["keyword"]["keyword"] == 1.0
+    assert all(-1.0 <= v <= 1.0 for row in got["tau"].values() for v in row.values() if v is not None)
+    assert "Kendall" in (tmp_path / "a.md").read_text()
+    assert_one_line_error(bench("agreement", str(REPO / "reports" / "baseline.json")), "three or more retrievers")

@@ -42,3 +42,14 @@ def test_mismatched_or_bad_arguments_are_refused(tmp_path):
         with pytest.raises(BadInput, match="alpha"):
             interpolate("minilm", DEFAULT_CHECKPOINT, alpha, tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_bench_interpolate_writes_a_checkpoint_and_refuses_a_bad_alpha(tmp_path):
+    from tests.test_cli import assert_one_line_error, bench
+
+    p = bench("interpolate", "--finetuned", str(DEFAULT_CHECKPOINT), "--alpha", "0.25", "--out", str(tmp_path / "w"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert ckpt.load(tmp_path / "w").config["interpolate"]["alpha"] == 0.25
+    assert_one_line_error(bench("interpolate", "--finetuned", str(DEFAULT_CHECKPOINT), "--alpha", "2",
+                                "--out", str(tmp_path / "v")), "alpha")
+    assert not (tmp_path / "v").exists()
