@@ -422,3 +422,24 @@ def build(name: str, root: Path | None = None, *, home: Path) -> dict:
         atomic_write_text(root / rel, text)
     summary["written"] = sorted(str(root / rel) for rel in files)
     return summary
+
+
+# ---- thematic-natural: hand-written queries, judged by pooling, split here -------------------------------------------
+
+NATURAL_SEED = 0
+NATURAL_DEV_SHARE = 0.5
+
+
+def natural_split(tags: dict[str, str], seed: int = NATURAL_SEED,
+                  dev_share: float = NATURAL_DEV_SHARE) -> tuple[list[str], list[str]]:
+    """(dev qids, test qids): within each style tag, the qids in sorted order, shuffled by `seed`, the first
+    floor(n * dev_share) to dev. Stratified, so every style is tuned on and reported on in the same proportion; a
+    function of the tags alone, so the split is rebuilt exactly from the two committed halves."""
+    dev, test = [], []
+    for tag in sorted(set(tags.values())):
+        qids = sorted(q for q, t in tags.items() if t == tag)
+        random.Random(f"{seed}:{tag}").shuffle(qids)
+        cut = int(len(qids) * dev_share)
+        dev += qids[:cut]
+        test += qids[cut:]
+    return sorted(dev), sorted(test)

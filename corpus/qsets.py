@@ -1,6 +1,7 @@
 """Query sets: strict TREC/TSV reading and writing, set folders under qrels/, scope filtering and validation.
 
-A set is a folder `qrels/<name>/` holding `queries.tsv` (`qid<TAB>text`), `qrels.trec` (`qid 0 docid rel`),
+A set is a folder `qrels/<name>/` holding `queries.tsv` (`qid<TAB>text[<TAB>tag]`: the optional tag is a query
+style such as `question` or `episode`, by which reports break their metrics down), `qrels.trec` (`qid 0 docid rel`),
 optionally `distractors.trec` (same format), `set.json` (name, scope, split, kind, generated_by) and a README.
 Parsing is strict in the manner of ir_measures: the first bad line stops everything with `FILE:LINE: problem`.
 """
@@ -25,6 +26,7 @@ class QuerySet:
     qrels: dict  # qid -> {docid: rel}
     distractors: dict | None = None  # qid -> {docid: 1}
     meta: dict = field(default_factory=dict)  # set.json, plus "version" (content hash of the files)
+    tags: dict = field(default_factory=dict)  # qid -> style tag, for the queries that carry one
 
     @property
     def version(self) -> str:
@@ -50,20 +52,31 @@ def _lines(path: Path):
 
 
 def read_queries(path) -> dict[str, str]:
+    return read_tagged_queries(path)[0]
+
+
+def read_tagged_queries(path) -> tuple[dict[str, str], dict[str, str]]:
+    """({qid: text}, {qid: tag}) from `qid<TAB>text[<TAB>tag]` lines; a query without a third column has no tag."""
     queries: dict[str, str] = {}
+    tags: dict[str, str] = {}
     for n, line in _lines(path):
         if not line.strip():
             continue
         cols = line.split("\t")
-        if len(cols) != 2:
-            raise at(path, n, f"expected 2 tab-separated columns (qid, text), found {len(cols)}")
+        if len(cols) not in (2, 3):
+            raise at(path, n, f"expected 2 or 3 tab-separated columns (qid, text[, tag]), found {len(cols)}")
         qid, text = cols[0].strip(), cols[1].strip()
         if not qid or any(c.isspace() for c in qid):
             raise at(path, n, f"bad query id {cols[0]!r}")
         if qid in queries:
             raise at(path, n, f"duplicate query id {qid!r}")
         queries[qid] = text
-    return queries
+        if len(cols) == 3:
+            tag = cols[2].strip()
+            if not tag or any(c.isspace() for c in tag):
+                raise at(path, n, f"bad tag {cols[2]!r} (one word, such as question or episode)")
+            tags[qid] = tag
+    return queries, tags
 
 
 def read_qrels(path) -> dict[str, dict[str, int]]:
@@ -171,12 +184,14 @@ def read_set(name: str, root: Path = QRELS_DIR) -> QuerySet:
             h.update(f.encode() + b"\0" + (folder / f).read_bytes())
     meta = {**meta, "name": name, "version": h.hexdigest()[:12]}
     dpath = folder / "distractors.trec"
+    queries, tags = read_tagged_queries(folder / "queries.tsv")
     return QuerySet(
         name=name,
-        queries=read_queries(folder / "queries.tsv"),
+        queries=queries,
         qrels=read_qrels(folder / "qrels.trec"),
         distractors=read_qrels(dpath) if dpath.is_file() else None,
         meta=meta,
+        tags=tags,
     )
 
 
@@ -201,6 +216,7 @@ def restrict(qs: QuerySet, scope: str) -> QuerySet:
         qrels={q: qrels[q] for q in qids},
         distractors={q: dis.get(q, {}) for q in qids} if dis is not None else None,
         meta={**qs.meta, "scope_evaluated": scope, "queries_dropped_by_scope": len(qs.queries) - len(qids)},
+        tags={q: qs.tags[q] for q in qids if q in qs.tags},
     )
 
 
@@ -210,7 +226,7 @@ def load_set(name: str, scope: str, root: Path = QRELS_DIR) -> QuerySet:
 
 def external_set(queries_path, qrels_path, distractors_path=None) -> QuerySet:
     """A set from files elsewhere (`bench run --queries F --qrels F`); its ids must line up."""
-    queries = read_queries(queries_path)
+    queries, tags = read_tagged_queries(queries_path)
     qrels = read_qrels(qrels_path)
     check_ids(queries, qrels, queries_path, qrels_path)
     h = hashlib.sha256(Path(queries_path).read_bytes() + b"\0" + Path(qrels_path).read_bytes()).hexdigest()[:12]
@@ -221,6 +237,7 @@ def external_set(queries_path, qrels_path, distractors_path=None) -> QuerySet:
         distractors=read_qrels(distractors_path) if distractors_path else None,
         meta={"scope": None, "split": None, "kind": "external", "version": h,
               "queries_file": str(queries_path), "qrels_file": str(qrels_path)},
+        tags=tags,
     )
 
 

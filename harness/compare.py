@@ -5,10 +5,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from corpus.errors import BadInput
+from harness import metrics as M
 from harness.metrics import paired_p
 from harness.plots import bars
 from corpus.paths import REPO, atomic_write_bytes, atomic_write_text
-from harness.report import Report, rel_path, require_same_basis, set_table_rows
+from harness.report import Report, rel_path, require_same_basis, set_table_rows, tag_table
 
 
 def load(path) -> Report:
@@ -70,11 +71,17 @@ def combine(reports: list[tuple[str, Report]], only: tuple[str, ...] = ()) -> Re
                     if pb and len(set(pa) & set(pb)) >= 2:
                         sig.setdefault(m, {}).setdefault(a, {})[b] = paired_p(pa, pb, stat_test)
         significance[s] = sig
+    by_tag = {}
+    for s, rows in per_query.items():  # sets whose queries are tagged: every row's metrics by tag, tested per tag
+        tags = {q: t for _, rep in reports for q, t in rep.tag_of(s).items()}
+        if tags:
+            by_tag[s] = M.by_tag(tags, rows, stat_test)
     meta = {"corpus": first.meta["corpus"], "sets": sets_meta,
             "reports": dict(zip(labels, [rel_path(p) for p, _ in reports])), "stat_test": stat_test,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # per_query: the bars' confidence intervals and the DataFrames (`--csv`) read these
-    return Report(meta=meta, results=results, per_query=per_query, significance=significance)
+    return Report(meta=meta, results=results, per_query=per_query, significance=significance,
+                  by_tag=by_tag or None)
 
 
 def to_markdown(table: Report) -> str:
@@ -88,7 +95,7 @@ def to_markdown(table: Report) -> str:
         lines += [f"## {s} ({meta['sets'].get(s, {}).get('queries', '?')} queries)", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines += ["", f"![{s}]({s}.png)", ""]
+        lines += ["", f"![{s}]({s}.png)", ""] + tag_table(table, s)
     return "\n".join(lines)
 
 

@@ -4,8 +4,8 @@
     df = frames.per_query("reports/runs/20261130T013930Z")      # a run folder, report.json, baseline.json, compare.json
     df[df.metric == "ndcg@10"].pivot_table(index="qid", columns="retriever", values="value")
 
-`tidy` gives one row per (set, retriever, metric) mean; `per_query` one row per (set, qid, retriever, metric) with the
-query's text. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
+`tidy` gives one row per (set, tag, retriever, metric) mean (tag "all" for the whole set, and one per query tag where
+the set has them); `per_query` one row per (set, qid, retriever, metric) with the query's text and tag. Reports store query ids, not texts: the text comes from the committed set, and only when the set's
 version is the one the report was made with (an external set, or a set edited since, leaves the text empty rather
 than pairing a qid with words it was not asked with).
 """
@@ -17,8 +17,10 @@ from corpus.paths import atomic_write_bytes, atomic_write_text
 from corpus.qsets import read_set, set_names
 from harness.report import Report
 
-TIDY_COLUMNS = ["set", "retriever", "metric", "value"]
-PER_QUERY_COLUMNS = ["set", "qid", "query", "retriever", "metric", "value"]
+TIDY_COLUMNS = ["set", "tag", "retriever", "metric", "value"]
+PER_QUERY_COLUMNS = ["set", "qid", "query", "tag", "retriever", "metric", "value"]
+ALL = "all"  # the tag of a set's overall means in `tidy`
+UNTAGGED = "untagged"  # the tag of a query that has none in `per_query` (a word, so a CSV reads back the same)
 
 
 def _pd():
@@ -35,10 +37,13 @@ def load(source) -> Report:
 
 
 def tidy(source):
-    """One row per (set, retriever, metric): the report's mean values."""
+    """One row per (set, tag, retriever, metric): the report's mean values, overall (tag "all") and, for a set whose
+    queries carry tags, for each tag."""
     rep = load(source)
-    rows = [(s, r, m, float(v)) for s, by_r in rep.results.items() for r, ms in by_r.items()
+    rows = [(s, ALL, r, m, float(v)) for s, by_r in rep.results.items() for r, ms in by_r.items()
             for m, v in ms.items()]
+    rows += [(s, tag, r, m, float(v)) for s, tags in (rep.by_tag or {}).items() for tag, t in tags.items()
+             for r, ms in t["results"].items() for m, v in ms.items()]
     return _pd().DataFrame(rows, columns=TIDY_COLUMNS)
 
 
@@ -59,8 +64,8 @@ def per_query(source):
     rep = load(source)
     if rep.per_query is None:
         raise BadInput("this report has no per-query values (reports written before they were stored)")
-    texts = query_texts(rep)
-    rows = [(s, q, texts.get(s, {}).get(q), r, m, float(v))
+    texts, tags = query_texts(rep), {s: rep.tag_of(s) for s in rep.per_query}
+    rows = [(s, q, texts.get(s, {}).get(q), tags[s].get(q, UNTAGGED), r, m, float(v))
             for s, by_r in rep.per_query.items() for r, ms in by_r.items()
             for m, values in ms.items() for q, v in values.items()]
     return _pd().DataFrame(rows, columns=PER_QUERY_COLUMNS)

@@ -2,7 +2,9 @@
 
 Metric names are ranx's (`ndcg@10`, `precision@10`, `recall@100`, `mrr@10`). The two distractor metrics are ours and
 use the same shape: `distractor@10` is the fraction of the top 10 that are known distractors (lower is better) and
-`win_rate` is the fraction of queries whose best relevant verse ranks above every distractor.
+`win_rate` is the fraction of queries whose best relevant verse ranks above every distractor. `judged@10`, for sets
+judged by pooling (set.json `"pooled": true`, whose qrels hold the 0 grades too), is the share of the top 10 that was
+judged at all: a system whose verses were never in the pool shows a low value instead of a silently low score.
 """
 
 import os
@@ -11,6 +13,7 @@ from pathlib import Path
 
 METRICS = ("ndcg@10", "precision@10", "recall@10", "recall@100", "mrr@10")
 DISTRACTOR_METRICS = ("distractor@10", "win_rate")
+POOL_METRICS = ("judged@10",)
 LOWER_IS_BETTER = frozenset({"distractor@10"})
 
 
@@ -60,6 +63,38 @@ def distractor_metrics(run: dict, qrels: dict, distractors: dict, k: int = 10) -
     per_query = {f"distractor@{k}": at_k, "win_rate": wins}
     means = {m: sum(v.values()) / max(len(v), 1) for m, v in per_query.items()}
     return means, per_query
+
+
+def judged_at(run: dict, qrels: dict, k: int = 10) -> tuple[dict, dict]:
+    """Share of each query's top k that has a judgment of any grade (0 included); a run shorter than k counts its
+    missing places as judged, since nothing unjudged stands there."""
+    per = {}
+    for qid, judged in qrels.items():
+        ranked = [d for d, _ in sorted((run.get(qid) or {}).items(), key=lambda kv: -kv[1])][:k]
+        per[qid] = (sum(1 for d in ranked if d in judged) + k - len(ranked)) / k
+    return {f"judged@{k}": sum(per.values()) / max(len(per), 1)}, {f"judged@{k}": per}
+
+
+def by_tag(tags: dict, per_query: dict, stat_test: str = "student") -> dict:
+    """Every metric broken down by query tag: {tag: {"qids": [...], "results": {retriever: {metric: mean}},
+    "significance": {metric: {a: {b: p}}}}}, the paired test run on the tag's queries alone. `per_query` is one set's
+    {retriever: {metric: {qid: value}}}; queries without a tag are only in the overall numbers."""
+    out = {}
+    for tag in sorted(set(tags.values())):
+        qids = sorted(q for q, t in tags.items() if t == tag)
+        results, sig = {}, {}
+        for r, ms in per_query.items():
+            results[r] = {m: sum(v[q] for q in qids if q in v) / max(sum(q in v for q in qids), 1)
+                          for m, v in ms.items()}
+        for a, ms in per_query.items():
+            for b in per_query:
+                if a != b:
+                    for m, v in ms.items():
+                        sig.setdefault(m, {}).setdefault(a, {})[b] = paired_p(
+                            {q: v[q] for q in qids if q in v}, {q: x for q, x in per_query[b][m].items() if q in qids},
+                            stat_test)
+        out[tag] = {"qids": qids, "results": results, "significance": sig}
+    return out
 
 
 def significance(qrels: dict, runs: dict[str, dict], metrics=METRICS, stat_test: str = "student") -> dict:

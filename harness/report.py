@@ -5,6 +5,8 @@ A report's JSON is `{"meta": ..., "results": ..., "per_query": ..., "significanc
 - results[set][retriever][metric] = mean value
 - per_query[set][retriever][metric][qid] = value (absent in reports written before they were kept)
 - significance[set][metric][row_a][row_b] = p of the paired test (absent in a gate baseline)
+- by_tag[set][tag] = {"qids": [...], "results": ..., "significance": ...}: the same by query tag, for the sets whose
+  queries carry a style tag (absent where none does)
 `Report.load` and `Report.save` keep that format, so committed reports read and write back unchanged.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from harness import __version__
 from corpus.errors import BadInput, at
-from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS
+from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS, POOL_METRICS
 from corpus.paths import REPO, atomic_write_text
 
 SIG_P = 0.05
@@ -105,6 +107,7 @@ class Report:
     results: dict  # {set: {retriever: {metric: mean}}}
     per_query: dict | None = None  # {set: {retriever: {metric: {qid: value}}}}
     significance: dict | None = None  # {set: {metric: {row: {other row: p}}}}
+    by_tag: dict | None = None  # {set: {tag: {"qids": [qid], "results": ..., "significance": ...}}}
 
     # ---- reading the numbers ---------------------------------------------------------------------------------------
 
@@ -128,6 +131,10 @@ class Report:
     @property
     def corpus_id(self) -> str:
         return self.meta["corpus"]["id"]
+
+    def tag_of(self, set_name: str) -> dict[str, str]:
+        """{qid: tag} of a set whose queries are tagged; empty otherwise."""
+        return {q: tag for tag, part in (self.by_tag or {}).get(set_name, {}).items() for q in part["qids"]}
 
     # ---- renderings ------------------------------------------------------------------------------------------------
 
@@ -159,6 +166,8 @@ class Report:
             out["per_query"] = self.per_query
         if self.significance is not None:
             out["significance"] = self.significance
+        if self.by_tag is not None:
+            out["by_tag"] = self.by_tag
         return out
 
     @classmethod
@@ -167,7 +176,7 @@ class Report:
             if key not in d:
                 raise at(where, None, f"not a versebench report (no {key!r})")
         return cls(meta=d["meta"], results=d["results"], per_query=d.get("per_query"),
-                   significance=d.get("significance"))
+                   significance=d.get("significance"), by_tag=d.get("by_tag"))
 
     @classmethod
     def load(cls, path) -> "Report":
@@ -221,7 +230,7 @@ def new_meta(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
 
 def metrics_of(results_for_set: dict) -> list[str]:
     present = {m for r in results_for_set.values() for m in r}
-    return [m for m in (*METRICS, *DISTRACTOR_METRICS) if m in present]
+    return [m for m in (*METRICS, *DISTRACTOR_METRICS, *POOL_METRICS) if m in present]
 
 
 def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) -> str:
@@ -280,12 +289,37 @@ def to_markdown(report: Report, title: str = "versebench run") -> str:
         lines.append("|" + "---|" * len(header))
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
+        lines += tag_table(report, s)
     t = meta.get("timings", {})
     if t:
         lines += ["## Timings", "", "| retriever | build s | search s (all sets) |", "|---|---|---|"]
         lines += [f"| {n} | {v['build_s']:.2f} | {sum(v['search_s'].values()):.2f} |" for n, v in t.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def tag_table(report: Report, set_name: str, metric: str = "ndcg@10") -> list[str]:
+    """Markdown lines: `metric` by query tag, a column per retriever, letters as in the set's table (the paired test
+    run on the tag's queries alone). Empty for a set without tags."""
+    tags = (report.by_tag or {}).get(set_name)
+    if not tags:
+        return []
+    names = list(report.results[set_name])
+    head = [f"### {set_name} by query tag ({metric})", "", "| tag (queries) | " + " | ".join(
+        f"{chr(ord('a') + i)} {n}" for i, n in enumerate(names)) + " |", "|" + "---|" * (len(names) + 1)]
+    rows = []
+    for tag, t in tags.items():
+        res = t["results"]
+        best = max(res[n].get(metric, float("-inf")) for n in names)
+        cells = []
+        for n in names:
+            v = res[n].get(metric)
+            txt = "" if v is None else f"{v:.3f}"
+            if v is not None and v == best and len(names) > 1:
+                txt = f"**{txt}**"
+            cells.append(txt + markers(t["significance"], metric, n, names, res))
+        rows.append(f"| {tag} ({len(t['qids'])}) | " + " | ".join(cells) + " |")
+    return head + rows + [""]
 
 
 def require_same_basis(a: Report, b: Report, a_name: str, b_name: str) -> None:

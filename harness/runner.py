@@ -91,18 +91,30 @@ def resolve_sets(names, scope: str, external: QuerySet | None = None) -> list[Qu
     return [s for s in sets if s.queries]
 
 
-def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> tuple[dict, dict, dict]:
-    """One set's (results, per_query, significance) as a Report holds them: {retriever: {metric: mean}},
-    {retriever: {metric: {qid: value}}}, {metric: {retriever: {other: p}}}."""
+def judged_by_pooling(qs: QuerySet) -> bool:
+    """A set whose qrels record what was judged not relevant (grade 0), or whose set.json says it was pooled: there
+    `judged@10` tells how much of a system's top 10 the judges ever saw."""
+    return bool(qs.meta.get("pooled")) or any(r == 0 for docs in qs.qrels.values() for r in docs.values())
+
+
+def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
+    """One set's parts of a Report: {"results": {retriever: {metric: mean}}, "per_query": {retriever: {metric: {qid:
+    value}}}, "significance": {metric: {retriever: {other: p}}}, and for a tagged set "by_tag" (metrics.by_tag)}."""
     results, per_query = {}, {}
     for name, run in runs.items():
         means, pq = M.evaluate(qs.qrels, run, M.METRICS, name=name)
         if qs.distractors is not None:
             dm, dpq = M.distractor_metrics(run, qs.qrels, qs.distractors)
             means, pq = {**means, **dm}, {**pq, **dpq}
+        if judged_by_pooling(qs):
+            jm, jpq = M.judged_at(run, qs.qrels)
+            means, pq = {**means, **jm}, {**pq, **jpq}
         results[name], per_query[name] = means, pq
     sig = M.significance(qs.qrels, runs, M.METRICS, stat_test=stat_test)
-    return results, per_query, sig
+    out = {"results": results, "per_query": per_query, "significance": sig}
+    if qs.tags:
+        out["by_tag"] = M.by_tag(qs.tags, per_query, stat_test)
+    return out
 
 
 def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: RunProgress | None = None, *,
@@ -182,14 +194,15 @@ def score(cfg: RunConfig, corpus, sets: list[QuerySet], runs_by_set: dict, confi
     stands when scoring starts (scoring is one step a set)."""
     progress = progress or RunProgress()
     steps = len(sets) if steps is None else steps
-    results, per_query, significance = {}, {}, {}
+    parts = {key: {} for key in ("results", "per_query", "significance", "by_tag")}
     for qs in sets:
         progress.step(done, steps, f"evaluating {qs.name}")
-        ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
-        results[qs.name], per_query[qs.name], significance[qs.name] = ev
+        for key, value in evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test).items():
+            parts[key][qs.name] = value
         done += 1
         progress.step(done, steps, f"evaluating {qs.name}")
-    return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), results, per_query, significance)
+    return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), parts["results"], parts["per_query"],
+                    parts["significance"], by_tag=parts["by_tag"] or None)
 
 
 class RunFolder:

@@ -66,6 +66,44 @@ def test_no_curated_query_is_an_anchor(built, batches):
     assert not {P.norm(a) for a in built.comment_anchors} & built.forbidden
 
 
+def near_duplicates(queries: dict[str, str], texts, threshold: float = 0.8) -> list[tuple[str, str, float]]:
+    """(qid, text, Jaccard) for every query whose word set has Jaccard >= threshold with one of `texts`. Prefix
+    filtering keeps it exact and fast: a text with Jaccard >= t shares at least t*|q| of the query's n words, so it
+    holds one of any n - ceil(t*n) + 1 of them; the rarest ones are looked up."""
+    import math
+    from collections import defaultdict
+
+    words = [frozenset(P.norm(t).split()) for t in texts]
+    index = defaultdict(list)
+    for i, w in enumerate(words):
+        for tok in w:
+            index[tok].append(i)
+    out = []
+    for qid, q in queries.items():
+        qw = frozenset(P.norm(q).split())
+        rare = sorted(qw, key=lambda tok: len(index[tok]))[:len(qw) - math.ceil(threshold * len(qw)) + 1]
+        for i in {i for tok in rare for i in index[tok]}:
+            j = len(qw & words[i]) / len(qw | words[i])
+            if j >= threshold:
+                out.append((qid, texts[i], round(j, 2)))
+    return out
+
+
+def test_no_natural_query_is_a_near_duplicate_of_a_training_anchor(built):
+    """The natural-language sets are people's words: none may be (nearly) a Nave's label, a commentary anchor or a
+    verse text the pairs are drawn from, at token Jaccard >= 0.8."""
+    natural = {**queries("thematic-natural-dev"), **queries("thematic-natural-test")}
+    assert len(natural) >= 400
+    assert {P.norm(t) for t in natural.values()} <= built.forbidden  # exact copies are refused as anchors too
+    assert not near_duplicates(natural, list(built.naves_labels))
+    assert not near_duplicates(natural, list(built.comment_anchors))
+    for translation, texts in built.texts.items():  # the verse texts spans and translation pairs come from
+        assert not near_duplicates(natural, [t for t in texts if t]), translation
+    # and the check can fire: a label itself is its own near-duplicate
+    label = next(iter(built.naves_labels))
+    assert near_duplicates({"x": label}, list(built.naves_labels))
+
+
 def test_no_keyword_xlate_verse_in_span_or_translation_pairs(built, batches):
     xlate = {d for docs in read_qrels(QRELS_DIR / "keyword-xlate" / "qrels.trec").values() for d in docs}
     assert len(xlate) == 415 and built.xlate_holdout == xlate

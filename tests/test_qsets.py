@@ -14,8 +14,9 @@ def write(tmp_path, name, data):
 
 
 @pytest.mark.parametrize("content, problem, line", [
-    ("q1\tbread of life\nq2 no tab here\n", "expected 2 tab-separated columns", 2),
-    ("q1\tbread\tof life\n", "expected 2 tab-separated columns", 1),
+    ("q1\tbread of life\nq2 no tab here\n", "expected 2 or 3 tab-separated columns", 2),
+    ("q1\tbread\tof life\n", "bad tag 'of life'", 1),
+    ("q1\tbread\tquestion\textra\n", "expected 2 or 3 tab-separated columns", 1),
     ("q1\tbread\nq1\tlife\n", "duplicate query id 'q1'", 2),
     ("", "file is empty", None),
     ("\n  \n", "file is empty", None),
@@ -106,3 +107,11 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_a_third_column_is_the_query_tag(tmp_path):
+    from corpus.qsets import read_tagged_queries
+
+    p = write(tmp_path, "queries.tsv", "q1\tbread of life\tquestion\nq2\tlove your enemies\n")
+    assert read_tagged_queries(p) == ({"q1": "bread of life", "q2": "love your enemies"}, {"q1": "question"})
+    assert read_queries(p) == {"q1": "bread of life", "q2": "love your enemies"}

@@ -102,7 +102,32 @@ def perf(
     typer.echo("wrote reports/perf.json")
 
 
+def agreement(
+    report: str = typer.Argument(..., help="a report.json (or run folder) with at least three retrievers"),
+    metric: str = typer.Option("ndcg@10", "--metric"),
+    out: str = typer.Option(None, "--out", help="also write the table as markdown to this file"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """For each pair of the report's sets, Kendall's tau between the orders in which they rank its retrievers: a
+    set that ranks systems unlike the others shows a low mean."""
+    from harness import agreement as A
+    from harness.report import Report
+
+    rep = Report.load(report)
+    systems = sorted(set.intersection(*(set(r) for r in rep.results.values())))
+    if len(systems) < 3:
+        raise BadInput(f"{report}: agreement needs three or more retrievers run on every set, found {len(systems)}")
+    tau = A.table(rep.results, metric, systems)
+    if as_json:
+        emit_json({"metric": metric, "systems": systems, "tau": tau})
+    else:
+        typer.echo(A.to_markdown(tau, systems, metric))
+    if out:
+        atomic_write_text(Path(out), A.to_markdown(tau, systems, metric))
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(agreement)
     app.command()(gate)
     app.command()(compare)
     app.command()(perf)

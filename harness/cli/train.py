@@ -341,6 +341,21 @@ def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our che
     typer.echo(f"wrote {folder} (load it with SentenceTransformer({str(folder)!r}))")
 
 
+def interpolate_cmd(finetuned: str = typer.Option(..., "--finetuned", help="the fine-tuned checkpoint folder"),
+                    start: str = typer.Option("minilm", "--start", help="its starting weights: a checkpoint folder "
+                                                                         "or 'minilm'"),
+                    alpha: float = typer.Option(..., "--alpha", help="0 = the start, 1 = the fine-tune; choose it "
+                                                                     "on a dev set"),
+                    out: str = typer.Option(..., "--out", help="new checkpoint folder"),
+                    fp32: bool = typer.Option(False, "--fp32", help="keep float32 weights (default: float16)")):
+    """WiSE-FT: write (1 - alpha) * start + alpha * finetuned as a normal checkpoint (its config records both parents
+    and alpha). Keeps what the starting model knew about how people phrase things, at no training cost."""
+    from encoder.interpolate import interpolate
+
+    folder = interpolate(start, Path(finetuned), alpha, Path(out), half=not fp32)
+    typer.echo(f"wrote {folder} (alpha {alpha}: {1 - alpha:g} x {start} + {alpha:g} x {finetuned})")
+
+
 def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
                                           help="cpu (the committed table, ~20-25 min) or tiny (a smoke test)"),
                only: list[str] = typer.Option([], "--only", help="run only these switches (+ the baseline)"),
@@ -405,3 +420,4 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("publish")(publish_cmd)
     app.command("export")(export_cmd)
     app.command("ablate")(ablate_cmd)
+    app.command("interpolate")(interpolate_cmd)
