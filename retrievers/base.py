@@ -13,6 +13,12 @@ Contract for every retriever's `search(queries, k)`:
   chance is the float noise over 10^-SCORE_DECIMALS, about 1 in 10 for such near-ties, and tests that compare with
   numbers made elsewhere allow 1e-3 on a mean.)
 
+A retriever is named by a spec: a registered name (`REGISTRY`: the built-ins; an adapter to a live service or to
+another program joins it as an ordinary name, listed in `CHECKED` when its answers come from outside), a name an
+installed package registers under the entry-point group `versebench.retrievers`, or an import path
+`package.module:factory`. Built-ins are trusted; everything from outside is wrapped in `Checked`, which holds each
+answer to the contract below and turns anything else into one line naming the retriever and the query.
+
 Each retriever declares what a user may set as a frozen options dataclass; the registry checks the options against it
 (an option a retriever does not have is BadInput naming the ones it has, see `config_from_options`) and calls
 `factory(corpus, options, home=..., on_progress=...)`. `home` is the cache root (index, verse vectors): where, never
@@ -158,7 +164,8 @@ def _import_path(spec: str) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):  # the plugin itself is missing, not one of its imports
+        # the plugin itself is missing, not one of its own imports
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
             raise BadInput(f"retriever {spec!r}: no module named {e.name!r} (is it installed, or on PYTHONPATH?)") \
                 from None
         raise BadInput(f"retriever {spec!r}: importing {module_name} raised {_one_line(e)}") from None

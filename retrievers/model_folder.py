@@ -61,7 +61,7 @@ class Folder:
     """What a model folder says about itself, read from its JSON files without loading a weight."""
     path: Path
     model_type: str
-    modules: tuple[str, ...] | None  # sentence-transformers module kinds (Transformer, Pooling, ...); None: no modules.json
+    modules: tuple[str, ...] | None  # sentence-transformers module kinds (Transformer, Pooling, ...); None: none
     pooling: str  # mean | cls | another sentence-transformers mode | "" when the folder names none
     max_length: int | None  # sentence_bert_config.json's max_seq_length
 

@@ -136,3 +136,14 @@ def test_gate_judges_a_model_folder(tmp_path):
                   str(tmp_path / "v.json"))
     assert worse.returncode == 1 and "gate failed" in worse.stderr, (worse.returncode, worse.stderr[-2000:])
     assert json.loads((tmp_path / "v.json").read_text())["failed"]
+
+
+def test_worst_queries_of_a_folder_no_longer_there_are_unknown_not_an_error(home, nt_corpus):
+    """A baseline records a model folder outside the repository only by its name; on a failing gate, its rankings
+    cannot be searched again and show as unknown instead of failing the gate with exit 2."""
+    from harness.worst import search_again
+
+    meta = {"run": {"options": {"dense": {"model": "(outside the repository)/st"}}, "k": 100},
+            "retrievers": {"dense": {"name": "dense", "model": "(outside the repository)/st"}},
+            "checkpoint_sha256": {}, "corpus": {"id": nt_corpus.corpus_id, "translation": "web", "scope": "nt"}}
+    assert search_again({"meta": meta}, "dense", "distractor", ["ds-001"], home=home) is None
