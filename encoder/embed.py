@@ -32,15 +32,18 @@ def tokenize(tk: Tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
 
 def encode_texts(model: Encoder, tokenizer: Tokenizer, texts: list[str], batch_size: int = 128,
                  device: str | torch.device | None = None, threads: int | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """float32 [n, out_dim], row i for texts[i], each row of unit length. Texts are sorted by length and batched so a
-    batch pads little; the output is put back in input order. `on_progress(done, total)` is called after each batch."""
+                 on_progress: Callable[[int, int], None] | None = None, *, pooling: str = "mean",
+                 normalize: bool = True, max_len: int | None = None) -> np.ndarray:
+    """float32 [n, out_dim], row i for texts[i], each row of unit length (unless `normalize` is off). Texts are sorted
+    by length and batched so a batch pads little; the output is put back in input order. `on_progress(done, total)`
+    is called after each batch. `pooling`: "mean" or "cls"; `max_len`: tokens per text, at most the model's
+    positions (default: all of them)."""
     texts = list(texts)
     d = model.out_dim
     if not texts:
         return np.zeros((0, d), dtype=np.float32)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    seqs = tokenize(tokenizer, texts, model.cfg.max_len)
+    seqs = tokenize(tokenizer, texts, min(max_len or model.cfg.max_len, model.cfg.max_len))
     order = np.argsort([len(s) for s in seqs], kind="stable")
     out = np.empty((len(texts), d), dtype=np.float32)
     pad = model.cfg.pad_id
@@ -57,7 +60,8 @@ def encode_texts(model: Encoder, tokenizer: Tokenizer, texts: list[str], batch_s
                     ids[b, :len(seqs[i])] = torch.tensor(seqs[i])
                     attn[b, :len(seqs[i])] = 1
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    vec = model.encode(ids.to(device), attn.to(device))
+                    vec = model.pool(ids.to(device), attn.to(device), pooling)
+                    vec = torch.nn.functional.normalize(vec.float(), dim=-1) if normalize else vec
                 out[rows] = vec.float().cpu().numpy()
                 if on_progress is not None:
                     on_progress(min(k + batch_size, len(order)), len(order))

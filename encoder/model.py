@@ -229,11 +229,15 @@ class Encoder(nn.Module):
     def out_dim(self) -> int:
         return self.cfg.proj_dim or self.cfg.d_model
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T] -> [B, out_dim]: mean over non-padding tokens (then the projection, if any), not normalised."""
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+        """[B, T] -> [B, out_dim]: mean over non-padding tokens, or the first token's state ("cls", as some imported
+        BERT models were trained), then the projection, if any; not normalised."""
         h = self(input_ids, attention_mask).float()                                  # [B, T, D]
-        m = attention_mask.to(h.dtype)[:, :, None]                                   # [B, T, 1]
-        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)                           # [B, D]
+        if mode == "cls":
+            pooled = h[:, 0]                                                         # [B, D]
+        else:
+            m = attention_mask.to(h.dtype)[:, :, None]                               # [B, T, 1]
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)                       # [B, D]
         return self.proj(pooled) if self.proj is not None else pooled               # [B, out_dim]
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

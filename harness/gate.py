@@ -1,11 +1,15 @@
-"""The regression gate: is a candidate encoder checkpoint worse than the committed baseline?
+"""The regression gate: is a candidate retriever worse than a baseline made from the same retriever?
 
-The candidate is evaluated as `encoder` and as `hybrid` on the gate sets; each gated metric is compared with the
-baseline's per-query values by ranx's paired test. A metric fails when it drops by more than the tolerance AND the
-drop is significant at alpha: a noisy wobble does not block a merge, and neither does a tiny real one.
+The candidate is one or more retriever specs, each with its options (`{spec: {option: value}}`): any registered
+name, plugin or model folder. An encoder checkpoint is the shorthand the committed baseline was made with: it is
+evaluated as `encoder` and as `hybrid` on the gate sets. Each gated metric is compared with the baseline's per-query
+values by ranx's paired test. A metric fails when it drops by more than the tolerance AND the drop is significant at
+alpha: a noisy wobble does not block a merge, and neither does a tiny real one. The baseline records the specs it was
+made from; a candidate of other specs is refused (its numbers would be compared with another system's).
 """
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -80,12 +84,63 @@ def read_baseline(path) -> Report:
     return base
 
 
-def evaluate_candidate(checkpoint, sets=GATE_SETS, progress=None, stat_test: str = "student",
+def from_checkpoint(checkpoint) -> dict[str, dict]:
+    """`--checkpoint X`: the encoder and the hybrid over it, `-r encoder -r hybrid -o checkpoint=X`."""
+    return {r: {"checkpoint": str(checkpoint)} for r in GATE_RETRIEVERS}
+
+
+def candidate_retrievers(candidate) -> tuple[dict[str, dict], str | None]:
+    """(`{spec: options}`, the checkpoint or None) of a candidate given as a checkpoint path or as specs."""
+    if isinstance(candidate, dict):
+        if not candidate:
+            raise BadInput("the gate needs a candidate: -r SPEC [-o key=value] or --checkpoint PATH")
+        return {spec: dict(opts) for spec, opts in candidate.items()}, None
+    return from_checkpoint(candidate), str(candidate)
+
+
+def describe(retrievers: dict[str, dict]) -> str:
+    """The candidate as a command line would give it: `spec -o key=value ...` per retriever."""
+    return "; ".join(" ".join([spec, *(f"-o {k}={_shown(v)}" for k, v in opts.items())])
+                     for spec, opts in retrievers.items())
+
+
+def _shown(value) -> str:
+    """An option's value as a report may show it: a path as the repository sees it, never this machine's folders."""
+    return rel_path(value) if isinstance(value, str) and os.path.sep in value and os.path.exists(value) else str(value)
+
+
+def identity(report: Report) -> str:
+    """The content hash of what was evaluated: the encoder's checkpoint sha256, else the first model sha256 any
+    retriever's config records (a model folder's), else ""."""
+    if report.meta["checkpoint_sha256"].get("encoder"):
+        return report.meta["checkpoint_sha256"]["encoder"]
+    for config in report.meta["retrievers"].values():
+        for key in ("checkpoint_sha256", "model_sha256"):
+            if config.get(key):
+                return config[key]
+    return ""
+
+
+def evaluate_candidate(candidate, sets=GATE_SETS, progress=None, stat_test: str = "student",
                        out_root: Path = RUNS, *, home: Path) -> tuple[Report, Path]:
-    opts = {"encoder": {"checkpoint": str(checkpoint)}, "hybrid": {"checkpoint": str(checkpoint)}}
-    cfg = RunConfig(retrievers=GATE_RETRIEVERS, sets=tuple(sets), scope="nt", k=100, stat_test=stat_test,
-                    out_root=Path(out_root), options=opts)
+    """`candidate`: a checkpoint path or `{spec: options}`."""
+    retrievers, _ = candidate_retrievers(candidate)
+    cfg = RunConfig(retrievers=tuple(retrievers), sets=tuple(sets), scope="nt", k=100, stat_test=stat_test,
+                    out_root=Path(out_root), options=retrievers)
     return run_benchmark(cfg, progress=progress, home=home)
+
+
+def baseline_specs(baseline: Report) -> tuple[str, ...]:
+    return tuple(baseline.meta["gate"].get("retrievers") or GATE_RETRIEVERS)
+
+
+def check_specs(retrievers: dict[str, dict], baseline: Report, baseline_path) -> None:
+    """Refuse a baseline made from other retrievers: before anything is evaluated, so a refusal costs nothing."""
+    made = baseline_specs(baseline)
+    if sorted(made) != sorted(retrievers):
+        raise at(baseline_path, None, f"baseline was made from {', '.join(made)}, the candidate is "
+                                      f"{', '.join(retrievers)}; gate it against a baseline made from the same spec "
+                                      f"(--baseline FILE; a FILE not there yet, with --update-baseline, starts one)")
 
 
 def compare(candidate: Report, baseline: Report, tolerance: float, alpha: float, stat_test: str) -> list[Row]:
@@ -121,14 +176,17 @@ def check_basis(candidate: Report, baseline: Report, baseline_path) -> None:
                                           f"set is version {now}; update the baseline deliberately")
 
 
-def to_baseline(report: Report, checkpoint, sets=GATE_SETS, allow_dirty: bool = False) -> Report:
-    """The baseline is a report cut down to the gated metrics, with where it came from. `allow_dirty`: written from
-    a work tree with uncommitted changes, on purpose (`--allow-dirty`), and it says so."""
+def to_baseline(report: Report, candidate, sets=GATE_SETS, allow_dirty: bool = False) -> Report:
+    """The baseline is a report cut down to the gated metrics, with where it came from: the specs and options it was
+    made from (`candidate`: a checkpoint path or `{spec: options}`). `allow_dirty`: written from a work tree with
+    uncommitted changes, on purpose (`--allow-dirty`), and it says so."""
     keep = set(GATE_METRICS)
     meta = dict(report.meta)
-    meta["gate"] = {"metrics": list(GATE_METRICS), "retrievers": list(GATE_RETRIEVERS), "sets": list(sets),
-                    "checkpoint": rel_path(checkpoint),
-                    "checkpoint_sha256": report.meta["checkpoint_sha256"].get("encoder"),
+    retrievers, checkpoint = candidate_retrievers(candidate)
+    meta["gate"] = {"metrics": list(GATE_METRICS), "retrievers": list(retrievers), "sets": list(sets),
+                    "candidate": rel_path(checkpoint) if checkpoint else describe(retrievers),
+                    **({"checkpoint": rel_path(checkpoint)} if checkpoint else {}),
+                    "checkpoint_sha256": identity(report) or None,
                     "made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     **({"allow_dirty": True} if allow_dirty else {})}
     def cut(by_set: dict) -> dict:
@@ -175,10 +233,11 @@ def cut_baseline(path, sets) -> Report:
                    per_query={s: v for s, v in base.per_query.items() if s in sets})
 
 
-def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: float = 0.05,
+def run(candidate, baseline=None, sets=(), tolerance: float = 0.01, alpha: float = 0.05,
         stat_test: str = "student", verdict_path=None, update_baseline: bool = False, allow_dirty: bool = False,
         worst_n: int = 5, progress=None, repo: Path = REPO, *, home: Path) -> Verdict:
-    """The whole gate: evaluate the candidate, compare it with the baseline, write the verdict; with
+    """The whole gate: evaluate the candidate (a checkpoint path, or `{spec: options}` for any retriever), compare
+    it with the baseline made from the same specs, write the verdict; with
     `update_baseline`, rewrite the baseline from a candidate that passed. With no baseline yet and `update_baseline`,
     the candidate becomes the first baseline (the verdict then has no rows and meta["first_baseline"]).
 
@@ -192,16 +251,19 @@ def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: floa
         refuse_dirty(repo)  # before the evaluation: a refusal costs nothing
     first = update_baseline and not base_path.exists()
     base = None if first else cut_baseline(base_path, sets)
+    retrievers, checkpoint = candidate_retrievers(candidate)
+    if not first:
+        check_specs(retrievers, base, base_path)
     out_root = Path(verdict_path).parent if verdict_path else RUNS
-    report, folder = evaluate_candidate(checkpoint, sets, progress=progress, stat_test=stat_test, out_root=out_root,
+    report, folder = evaluate_candidate(retrievers, sets, progress=progress, stat_test=stat_test, out_root=out_root,
                                         home=home)
     if not first:
         check_basis(report, base, base_path)
     rows = () if first else tuple(compare(report, base, tolerance, alpha, stat_test))
     failed = tuple(f"{r.set}/{r.retriever}/{r.metric}" for r in rows if r.status == "worse")
     where = Path(verdict_path) if verdict_path else folder / "verdict.json"
-    verdict = Verdict(passed=not failed, candidate=rel_path(checkpoint),
-                      candidate_sha256=report.meta["checkpoint_sha256"].get("encoder", ""),
+    verdict = Verdict(passed=not failed, candidate=rel_path(checkpoint) if checkpoint else describe(retrievers),
+                      candidate_sha256=identity(report),
                       baseline=rel_path(base_path),
                       baseline_sha256="" if first else base.meta["gate"]["checkpoint_sha256"] or "",
                       tolerance=tolerance, alpha=alpha, stat_test=stat_test, rows=rows, failed=failed,
@@ -212,5 +274,5 @@ def run(checkpoint, baseline=None, sets=(), tolerance: float = 0.01, alpha: floa
                       worst=for_gate(report, folder, base, failed, n=worst_n, home=home) if failed else {})
     write_json(where, verdict.to_dict())
     if update_baseline and not failed:
-        to_baseline(report, checkpoint, sets, allow_dirty).write_json(base_path)
+        to_baseline(report, checkpoint or retrievers, sets, allow_dirty).write_json(base_path)
     return verdict

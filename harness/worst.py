@@ -286,7 +286,10 @@ def search_again(rep: Report, retriever: str, set_name: str, qids, *, home: Path
     qs = load_set(set_name, meta["corpus"]["scope"])
     if corpus.corpus_id != meta["corpus"]["id"] or not recorded:
         return None
-    found = make(retriever, corpus, home=home, **options)
+    try:
+        found = make(retriever, corpus, home=home, **options)
+    except BadInput:  # not here any more: a plugin not importable now, a model folder recorded outside the repository
+        return None
     if {k: v for k, v in config_dict(found).items() if k != "checkpoint"} != \
             {k: v for k, v in recorded.items() if k != "checkpoint"}:
         return None

@@ -13,6 +13,12 @@ Contract for every retriever's `search(queries, k)`:
   chance is the float noise over 10^-SCORE_DECIMALS, about 1 in 10 for such near-ties, and tests that compare with
   numbers made elsewhere allow 1e-3 on a mean.)
 
+A retriever is named by a spec: a registered name (`REGISTRY`: the built-ins; an adapter to a live service or to
+another program joins it as an ordinary name, listed in `CHECKED` when its answers come from outside), a name an
+installed package registers under the entry-point group `versebench.retrievers`, or an import path
+`package.module:factory`. Built-ins are trusted; everything from outside is wrapped in `Checked`, which holds each
+answer to the contract below and turns anything else into one line naming the retriever and the query.
+
 Each retriever declares what a user may set as a frozen options dataclass; the registry checks the options against it
 (an option a retriever does not have is BadInput naming the ones it has, see `config_from_options`) and calls
 `factory(corpus, options, home=..., on_progress=...)`. `home` is the cache root (index, verse vectors): where, never
@@ -24,14 +30,18 @@ instead of being searched again.
 
 import dataclasses
 import importlib
+import importlib.metadata
+import inspect
 import math
+import numbers
 import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-import typing
-from collections.abc import Iterable
-from typing import Any, Protocol
 
 from corpus.errors import BadInput
 
@@ -61,19 +71,84 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "encoder": ("retrievers.encoder", "make", "EncoderOptions"),
     "minilm": ("retrievers.minilm", "make", "MiniLMOptions"),
     "hybrid": ("retrievers.hybrid", "make", "HybridOptions"),
+    "dense": ("retrievers.model_folder", "make", "DenseOptions"),
 }
+# Registered names whose answers come from outside this package (a live service, another program) and so are
+# checked like plugins' (see `Checked`); an adapter registered here joins this set.
+CHECKED: frozenset[str] = frozenset()
 # What `-r all` runs: one retriever of each kind. bm25-rm3 is BM25 with expansion; it has its own report (lexical.md).
+# `dense` needs a model folder, so it is run only when named.
 ALL = ("ilike", "bm25", "encoder", "minilm", "hybrid")
+# Installed packages register retrievers under this entry-point group (name = "package.module:factory").
+ENTRY_POINTS = "versebench.retrievers"
 
 
 def names() -> tuple[str, ...]:
+    """The built-in retrievers."""
     return tuple(REGISTRY)
 
 
-def _module(name: str):
-    if name not in REGISTRY:
-        raise BadInput(f"unknown retriever {name!r}; choose one of: {', '.join(REGISTRY)}")
-    module_name = REGISTRY[name][0]
+def entry_point_names() -> tuple[str, ...]:
+    """Names installed packages register under `ENTRY_POINTS`, in name order. A built-in name wins over an entry
+    point of the same name (installing a package must not change what `-r bm25` means), so those are left out."""
+    return tuple(sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)} - set(REGISTRY)))
+
+
+def listed() -> tuple[str, ...]:
+    """Every name `-r` takes without an import path: the built-ins, then the installed entry points."""
+    return names() + entry_point_names()
+
+
+def expand_all() -> tuple[str, ...]:
+    """What `-r all` runs: `ALL`, then every installed entry point."""
+    return ALL + entry_point_names()
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a plugin whose factory declares none."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a retriever spec resolves to. A spec is a registered name (`bm25`), an entry-point name, or an import path
+    `package.module:factory`."""
+    spec: str
+    factory: Callable
+    options: type  # the frozen options dataclass the factory takes
+    outside: bool  # its answers are checked before anything scores them (plugins, CHECKED names)
+    origin: str  # for reports: "built-in", "import path", "entry point of <distribution> <version>"
+
+
+def resolve(spec: str) -> Source:
+    """The factory and options dataclass behind `spec`; BadInput for a spec that names nothing importable.
+
+    How a plugin declares its options: by annotating its factory's second parameter with a frozen dataclass,
+    `def make(corpus, options: MyOptions, *, home, on_progress=None)`, exactly as the built-ins do; a factory whose
+    options parameter has no annotation takes no options. The annotation is the declaration, so the signature a
+    reader sees and the options the registry checks can never disagree."""
+    if not isinstance(spec, str) or not spec:
+        raise BadInput(f"a retriever is a name or package.module:factory, got {spec!r}")
+    if spec in REGISTRY:
+        module_name, factory, options = REGISTRY[spec]
+        module = _builtin_module(spec, module_name)
+        return Source(spec, getattr(module, factory), getattr(module, options), spec in CHECKED, "built-in")
+    if ":" in spec:
+        return _plugin(spec, _import_path(spec), "import path")
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+    if spec in eps:
+        ep = eps[spec]
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+        try:
+            factory = ep.load()
+        except Exception as e:  # noqa: BLE001 - a plugin's import may raise anything; one line names it
+            raise BadInput(f"retriever {spec!r}: loading entry point {ep.value} raised {_one_line(e)}") from None
+        return _plugin(spec, factory, f"entry point {ep.value} of {dist}")
+    raise BadInput(f"unknown retriever {spec!r}; choose one of: {', '.join(listed())}, "
+                   f"or give an import path package.module:factory")
+
+
+def _builtin_module(name: str, module_name: str):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -82,9 +157,54 @@ def _module(name: str):
         raise BadInput(f"retriever {name!r} is registered but its module {module_name} does not exist yet") from None
 
 
+def _import_path(spec: str) -> Callable:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise BadInput(f"retriever {spec!r}: an import path is package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        # the plugin itself is missing, not one of its own imports
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise BadInput(f"retriever {spec!r}: no module named {e.name!r} (is it installed, or on PYTHONPATH?)") \
+                from None
+        raise BadInput(f"retriever {spec!r}: importing {module_name} raised {_one_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - a plugin's import may raise anything; one line names it
+        raise BadInput(f"retriever {spec!r}: importing {module_name} raised {_one_line(e)}") from None
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise BadInput(f"retriever {spec!r}: module {module_name} has no {attr!r}")
+    return factory
+
+
+def _plugin(spec: str, factory, origin: str) -> Source:
+    """A plugin's factory checked against the registry's signature, and the options dataclass it declares."""
+    if not callable(factory):
+        raise BadInput(f"retriever {spec!r}: {factory!r} is not callable")
+    try:
+        sig = inspect.signature(factory, eval_str=True)
+    except (NameError, ValueError, TypeError) as e:
+        raise BadInput(f"retriever {spec!r}: cannot read the factory's signature ({_one_line(e)})") from None
+    try:
+        sig.bind(None, None, home=None, on_progress=None)
+    except TypeError:
+        raise BadInput(f"retriever {spec!r}: the factory must take (corpus, options, *, home, on_progress=None); "
+                       f"it takes {sig}") from None
+    options = list(sig.parameters.values())[1].annotation
+    if options is inspect.Parameter.empty:
+        options = NoOptions
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)
+            and options.__dataclass_params__.frozen):
+        raise BadInput(f"retriever {spec!r}: the factory's options parameter must be annotated with a frozen "
+                       f"dataclass, got {options!r}")
+    return Source(spec, factory, options, True, origin)
+
+
 def options_class(name: str) -> type:
-    """The frozen dataclass of the options `name` takes."""
-    return getattr(_module(name), REGISTRY[name][2])
+    """The frozen dataclass of the options `name` (any spec) takes."""
+    return resolve(name).options
 
 
 def option_names(name: str) -> tuple[str, ...]:
@@ -92,7 +212,7 @@ def option_names(name: str) -> tuple[str, ...]:
 
 
 def make(name: str, corpus, *, home: Path, on_progress=None, **options) -> Retriever:
-    """Build the retriever called `name` over `corpus`, its caches under the cache root `home`. BadInput for an
+    """Build the retriever `name` (any spec) over `corpus`, its caches under the cache root `home`. BadInput for an
     unknown name or option. `on_progress(done, total)`, when given, hears how far the long part of a build has got
     (indexing or encoding the verses)."""
     return make_from(name, corpus, config_from_options(options_class(name), options, name), home=home,
@@ -102,10 +222,96 @@ def make(name: str, corpus, *, home: Path, on_progress=None, **options) -> Retri
 def make_from(name: str, corpus, options, *, home: Path, on_progress=None) -> Retriever:
     """Build `name` from an instance of its options dataclass (already checked). Every factory takes
     `(corpus, options, *, home, on_progress=None)`; the callback is how far, never what, so it is no option and no
-    config."""
-    retriever = getattr(_module(name), REGISTRY[name][1])(corpus, options, home=home, on_progress=on_progress)
+    config. A retriever from outside comes back wrapped in `Checked`."""
+    source = resolve(name)
+    if not source.outside:
+        retriever = source.factory(corpus, options, home=home, on_progress=on_progress)
+    else:
+        try:
+            inner = source.factory(corpus, options, home=home, on_progress=on_progress)
+        except BadInput as e:
+            raise BadInput(f"retriever {name}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a plugin may raise anything; one line names it
+            raise BadInput(f"retriever {name}: building it raised {_one_line(e)}") from None
+        retriever = Checked(inner, source, corpus, options)
     retriever.options = options
     return retriever
+
+
+class Checked:
+    """A retriever from outside this package, held to the contract: every answer is checked before anything scores
+    it, and whatever goes wrong is one line naming the retriever and the query. The built-ins are trusted (their own
+    tests hold them to the contract); an outside system is not, because a wrong answer from it would be scored as a
+    bad result instead of reported as a bug."""
+
+    def __init__(self, inner, source: Source, corpus, options):
+        self.inner, self.name, self.position = inner, source.spec, corpus.position
+        self.origin = source.origin
+        config = getattr(inner, "config", None)
+        # The config is what decides the results; a plugin without a dataclass config is decided by its options.
+        self.config = config if dataclasses.is_dataclass(config) and not isinstance(config, type) else options
+
+    def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
+        try:
+            run = self.inner.search(queries, k)
+        except Exception as e:  # noqa: BLE001 - a plugin may raise anything; one line names it and the query
+            raise BadInput(f"retriever {self.name}: search raised {_one_line(e)}{self._culprit(queries, k)}") \
+                from None
+        return check_run(run, queries, k, self.position, self.name)
+
+    def _culprit(self, queries: dict[str, str], k: int) -> str:
+        """Which query makes the search raise: each is searched alone until one does (only on the way to an error,
+        so a batch search stays a batch)."""
+        for qid, text in queries.items():
+            try:
+                self.inner.search({qid: text}, k)
+            except Exception:  # noqa: BLE001
+                return f" on query {_query(qid, text)}"
+        return f" on a batch of {len(queries)} queries (each alone succeeded)"
+
+
+def check_run(run, queries: dict[str, str], k: int, position, retriever: str) -> dict[str, dict[str, float]]:
+    """`run` as the contract wants it, or BadInput naming `retriever` and the first query that breaks it: one entry
+    per query asked, at most `k` verses of the corpus each, scores finite and strictly decreasing in the order given
+    (an equal score is a tie whose order the retriever left undecided)."""
+    if not isinstance(run, Mapping):
+        raise BadInput(f"retriever {retriever}: search returned {type(run).__name__}, not {{qid: {{docid: score}}}}")
+    extra = [q for q in run if q not in queries]
+    if extra:
+        raise BadInput(f"retriever {retriever}: returned results for query id {extra[0]!r}, which it was not asked")
+    out = {}
+    for qid, text in queries.items():
+        where = f"retriever {retriever}: query {_query(qid, text)}"
+        if qid not in run:
+            raise BadInput(f"{where}: no entry in the results (a query with no hits gets {{}})")
+        hits = run[qid]
+        if not isinstance(hits, Mapping):
+            raise BadInput(f"{where}: results are {type(hits).__name__}, not {{docid: score}}")
+        if len(hits) > k:
+            raise BadInput(f"{where}: {len(hits)} verses returned, more than k={k}")
+        out[qid], prev = {}, math.inf
+        for docid, score in hits.items():
+            if not isinstance(docid, str) or docid not in position:
+                raise BadInput(f"{where}: {docid!r} is not a verse id of the corpus (OSIS, like 'John.3.16')")
+            if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
+                raise BadInput(f"{where}: score {score!r} of {docid} is not a finite number")
+            if score >= prev:
+                what = "a tie (break it: retrievers.base.strictly_decreasing does, in corpus order)" if score == prev \
+                    else "unsorted"
+                raise BadInput(f"{where}: scores must strictly decrease in rank order; {docid} has {score!r} after "
+                               f"{prev!r}: {what}")
+            out[qid][docid], prev = float(score), score
+    return out
+
+
+def _query(qid: str, text: str) -> str:
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{qid} ({text!r})"
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
 
 
 def run_key(name: str, options, k: int) -> tuple:
@@ -117,6 +323,8 @@ def config_dict(retriever: Retriever) -> dict:
     """The retriever's config as plain data for reports: `name` plus every config field; passwords redacted."""
     config = getattr(retriever, "config", None)  # the protocol asks for one; a bare object from outside may lack it
     d = {"name": retriever.name, **(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {})}
+    if getattr(retriever, "origin", None):  # a retriever from outside: where it came from
+        d["origin"] = retriever.origin
     if d.get("dsn"):
         d["dsn"] = redact_dsn(d["dsn"])
     return d
@@ -133,14 +341,24 @@ def config_from_options(cls, options: dict, retriever: str):
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in options.items():
-        kind = hints.get(key)
-        if isinstance(value, str) and kind in (int, float, bool):
+        kind, optional = _unwrap_optional(hints.get(key))
+        if isinstance(value, str) and optional and value.strip().lower() == "none":
+            value = None
+        elif isinstance(value, str) and kind in (int, float, bool):
             try:
                 value = _parse_bool(value) if kind is bool else kind(value)
             except ValueError:
                 raise BadInput(f"{retriever}: option {key}={value!r} is not a valid {kind.__name__}") from None
         values[key] = value
     return cls(**values)
+
+
+def _unwrap_optional(kind) -> tuple[Any, bool]:
+    """`int | None` -> (int, True); `int` -> (int, False): an optional number still parses from a string."""
+    args = typing.get_args(kind)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None)), True
+    return kind, False
 
 
 def _parse_bool(text: str) -> bool:

@@ -56,3 +56,20 @@ def test_fusion_weights_are_data_outside_the_code_package():
     for dense in ("encoder", "minilm"):  # tuned values, re-tuned when a model changes: only their shape is fixed
         w = hybrid.read_weights()[dense]["wsum"]["params"]["weights"]
         assert len(w) == 2 and abs(sum(w) - 1.0) < 1e-9
+
+
+
+def test_dash_o_goes_to_the_retrievers_that_take_the_key():
+    from harness.cli.specs import parse_options
+
+    got = _retriever_options(["bm25", "bm25-rm3", "ilike"], ["k1=1.2", "bm25-rm3/fb_terms=5"], dsn="postgresql://x")
+    assert got == {"bm25": {"k1": "1.2"}, "bm25-rm3": {"k1": "1.2", "fb_terms": "5"},
+                   "ilike": {"dsn": "postgresql://x"}}
+    assert parse_options(["model=/a/b=c"], ["dense"]) == {"dense": {"model": "/a/b=c"}}  # only the key is split
+    for pairs, words in ((["k1"], "give key=value"), (["colour=red"], "no retriever of this command takes it"),
+                         (["minilm/batch_size=2"], "'minilm' is not one of this command's retrievers"),
+                         (["k1=1", "k1=2"], "given twice")):
+        with pytest.raises(BadInput, match=words):
+            parse_options(pairs, ["bm25"])
+    with pytest.raises(BadInput, match="disagree"):
+        _retriever_options(["encoder"], ["checkpoint=a"], checkpoint="b")

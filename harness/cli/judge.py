@@ -11,15 +11,18 @@ from corpus.paths import atomic_write_text
 from harness import compare as C
 from harness import gate as G
 from harness import worst as W
-from harness.cli import render
+from harness.cli import render, specs
 from harness.cli.common import emit_json
 from harness.cli.home import default_home
 from harness.cli.progress import Bars
-from harness.cli.run import write_frames
+from harness.cli.run import with_retriever_names, write_frames
 
 
 def gate(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="Candidate encoder checkpoint folder."),
+    retriever: list[str] = typer.Option([], "--retriever", "-r", help=specs.RETRIEVER_HELP),
+    option: list[str] = typer.Option([], "--option", "-o", help=specs.OPTION_HELP),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Candidate encoder checkpoint folder: shorthand for "
+                                                              "-r encoder -r hybrid -o checkpoint=PATH."),
     baseline: str = typer.Option(None, "--baseline", help="Default: the repository's reports/baseline.json."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Largest drop that never fails (absolute)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the paired test."),
@@ -35,26 +38,37 @@ def gate(
                                                         "summary, e.g. $GITHUB_STEP_SUMMARY)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict JSON to stdout."),
 ):
-    """Refuse an encoder checkpoint that is significantly worse than the committed baseline (exit 1); on failure,
-    show the five queries that fell most on each failing metric."""
+    """Refuse a candidate that is significantly worse than a baseline made from the same retriever (exit 1): an
+    encoder checkpoint against the committed baseline, or any retriever (-r SPEC -o key=value) against --baseline.
+    On failure, show the five queries that fell most on each failing metric."""
+    if bool(checkpoint) == bool(retriever):
+        raise BadInput("bench gate takes either -r SPEC [-o key=value ...] or --checkpoint PATH")
+    if retriever:
+        names = specs.expand_retrievers(retriever)
+        candidate = specs.retriever_options(names, option)
+    elif option:
+        raise BadInput("-o goes with -r; --checkpoint PATH takes no -o")
+    else:
+        candidate = checkpoint
+    label = checkpoint or G.describe(candidate)
     err = Console(stderr=True)
     with Bars(quiet=as_json, console=err) as bars:
-        verdict = G.run(checkpoint, baseline, set_, tolerance, alpha, stat_test, verdict_path, update_baseline,
+        verdict = G.run(candidate, baseline, set_, tolerance, alpha, stat_test, verdict_path, update_baseline,
                         allow_dirty, progress=bars.for_run(), home=default_home())
     if summary:
         atomic_write_text(summary, W.gate_summary(verdict.to_dict()))
     if as_json:
         emit_json(verdict.to_dict())
     elif verdict.meta["first_baseline"]:
-        err.print(f"no baseline at {baseline or G.BASELINE}: wrote one from {checkpoint}")
+        err.print(f"no baseline at {baseline or G.BASELINE}: wrote one from {label}")
         return
     else:
-        render.verdict(verdict, checkpoint, baseline or G.BASELINE, verdict_path, Console())
+        render.verdict(verdict, label, baseline or G.BASELINE, verdict_path, Console())
     if verdict.failed:
         err.print(f"gate failed: significant drops in {', '.join(verdict.failed)}")
         raise typer.Exit(1)
     if verdict.meta["baseline_updated"]:
-        err.print(f"baseline {baseline or G.BASELINE} updated from {checkpoint}"
+        err.print(f"baseline {baseline or G.BASELINE} updated from {label}"
                   + (" (from a dirty work tree: --allow-dirty)" if allow_dirty else ""))
 
 
@@ -128,6 +142,6 @@ def agreement(
 
 def register(app: typer.Typer) -> None:
     app.command()(agreement)
-    app.command()(gate)
+    app.command()(with_retriever_names(gate))
     app.command()(compare)
     app.command()(perf)

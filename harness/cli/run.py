@@ -27,7 +27,8 @@ def write_frames(report, folder: str | None) -> str:
 
 
 def run(
-    retriever: list[str] = typer.Option(["bm25"], "--retriever", "-r", help="Retriever name (repeatable), or 'all'."),
+    retriever: list[str] = typer.Option(["bm25"], "--retriever", "-r", help=specs.RETRIEVER_HELP),
+    option: list[str] = typer.Option([], "--option", "-o", help=specs.OPTION_HELP),
     set_: list[str] = typer.Option([], "--set", "-s", help="Query set (repeatable); default: every set in scope."),
     queries: str = typer.Option(None, "--queries", help="External queries TSV (with --qrels)."),
     qrels: str = typer.Option(None, "--qrels", help="External qrels TREC (with --queries)."),
@@ -48,7 +49,7 @@ def run(
     ext = runner.external(queries, qrels, distractors)
     names = specs.expand_retrievers(retriever)
     cfg = runner.RunConfig(retrievers=names, sets=tuple(set_), scope=scope, translation=translation, k=k,
-                           stat_test=stat_test, options=specs.retriever_options(names, checkpoint=checkpoint,
+                           stat_test=stat_test, options=specs.retriever_options(names, option, checkpoint=checkpoint,
                                                                                 dense=dense, fusion=fusion, dsn=dsn))
     if out:
         cfg = replace(cfg, out_root=Path(out))
@@ -64,7 +65,8 @@ def run(
 
 def search(
     query: str = typer.Argument(..., help="What you would type into the app's search box."),
-    retriever: str = typer.Option("bm25", "--retriever", "-r"),
+    retriever: str = typer.Option("bm25", "--retriever", "-r", help=specs.RETRIEVER_HELP),
+    option: list[str] = typer.Option([], "--option", "-o", help=specs.OPTION_HELP),
     k: int = typer.Option(10, "--k"),
     scope: str = typer.Option("nt", "--scope", help="nt | ot | all"),
     translation: str = typer.Option("web", "--translation"),
@@ -85,7 +87,7 @@ def search(
     name = specs.expand_retrievers([retriever])[0]
     home = default_home()
     corpus = load_corpus(translation, scope, home=home)
-    opts = specs.retriever_options([name], checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn)[name]
+    opts = specs.retriever_options([name], option, checkpoint=checkpoint, dense=dense, fusion=fusion, dsn=dsn)[name]
     with Bars(quiet=as_json) as bars:  # a first search builds the index or encodes the verses (the hybrid: on search)
         r = make(name, corpus, home=home, on_progress=bars.callback(f"{name}: {corpus.corpus_id} verses"), **opts)
         explained = getattr(r, "search_explained", None)  # the hybrid: one retrieval, fused and explained
@@ -155,8 +157,19 @@ def eval_(
     Console().print(f"report written to {folder}" + frames_written)
 
 
+def with_retriever_names(command):
+    """`command` with its `--retriever` help listing every name it takes. Filled in when the app is assembled, not
+    written in the signature: installed plugins' entry points are only known then."""
+    import inspect
+
+    for p in inspect.signature(command).parameters.values():
+        if isinstance(p.default, typer.models.OptionInfo) and "--retriever" in (p.default.param_decls or ()):
+            p.default.help = specs.retriever_help()
+    return command
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(run)
+    app.command()(with_retriever_names(run))
     app.command("eval")(eval_)
-    app.command()(search)
+    app.command()(with_retriever_names(search))
     app.command("tune-fusion")(tune_fusion)
