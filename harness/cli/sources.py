@@ -89,8 +89,9 @@ def qrels_stats(as_json: bool = typer.Option(False, "--json")):
     if as_json:
         emit_json(out)
         return
+    width = max(map(len, out), default=0)
     for name, st in out.items():
-        typer.echo(f"{name:18} {st['queries']:5} queries {st['relevant']:6} relevant  scope={st['scope']} "
+        typer.echo(f"{name:{width}} {st['queries']:5} queries {st['relevant']:6} relevant  scope={st['scope']} "
                    f"split={st['split']} kind={st['kind']}" + (f" distractors={st['distractors']}" if "distractors" in st else ""))
 
 
