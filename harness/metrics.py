@@ -5,7 +5,11 @@ use the same shape: `distractor@10` is the fraction of the top 10 that are known
 `win_rate` is the fraction of queries whose best relevant verse ranks above every distractor.
 """
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,13 +18,32 @@ DISTRACTOR_METRICS = ("distractor@10", "win_rate")
 LOWER_IS_BETTER = frozenset({"distractor@10"})
 
 
-def configure(cache_root: Path) -> None:
+def configure(cache_root: Path | None = None) -> None:
     """Process state for ranx, set once at the edge (the CLI's main, the test suite's conftest), never per call:
-    numba's compile cache under versebench's cache root (ranx compiles on first use, tens of seconds: once per
-    machine this way) and silence for ranx's and numba's warnings. Must run before ranx is first imported."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cache_root) / "numba"))
+    where numba keeps ranx's compiled code (see `numba_cache_dir`) and silence for ranx's and numba's warnings. Must
+    run before ranx is first imported. (`cache_root` is not used: numba's cache left it, see below.)"""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
     warnings.filterwarnings("ignore", module="ranx")
     warnings.filterwarnings("ignore", message=".*unsafe cast.*")
+
+
+def numba_cache_dir() -> Path:
+    """Where numba caches ranx's compiled functions: inside the Python environment (`sys.prefix`), beside the
+    installed code, never under the cache root. numba's cache files are pickles that it loads and runs, so they get
+    the trust of the `.pyc` files in `__pycache__`: whoever can write them can already change the code. A cache root
+    can be shared more widely (a CI cache restored from another job); a pickle planted there must never run.
+    Where the environment is not writable, a private folder made for this process (compiled again each run, tens of
+    seconds, but never read from anywhere another user could write)."""
+    target = Path(sys.prefix) / "var" / "versebench" / "numba"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if os.access(target, os.W_OK | os.X_OK):
+            return target
+    except OSError:
+        pass
+    private = Path(tempfile.mkdtemp(prefix="versebench-numba-"))
+    atexit.register(shutil.rmtree, private, True)
+    return private
 
 
 def _ranx():

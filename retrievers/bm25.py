@@ -25,11 +25,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corpus import cache
 from corpus.errors import BadInput
 from retrievers.base import check_k, positive_int, strictly_decreasing
 
@@ -150,8 +150,11 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
     """The corpus's Lucene index, built on first use under the cache root `home`. Returns its folder. A build calls
     `on_progress(done, total)` with the verses indexed so far."""
     final = index_path(corpus, home)
-    if final.is_dir():
+    # Every file's sha256 is checked before Lucene opens any (a zeroed .tim gave wrong numbers, a truncated one a
+    # Java traceback): a damaged index is one notice and a rebuild. Measured cost in reports/perf.md.
+    if cache.check_folder(final, "BM25 index"):
         return final
+    cache.sweep_temps(final.parent)  # what a killed build left behind
     if len(corpus) >= 10**6:
         raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
     from retrievers.pyserini_env import prepare
@@ -159,8 +162,7 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
     prepare()
     from jnius import autoclass
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp = cache.temp_folder(final)
     try:
         start = time.perf_counter()
         # The arguments LuceneIndexer passes, plus document vectors; one thread keeps documents in the order added.
@@ -178,6 +180,7 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
         manifest = {**index_settings(corpus), "verses": len(corpus),
                     "build_seconds": round(time.perf_counter() - start, 2)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        cache.seal_folder(tmp)  # last: a folder without it was never finished
         try:
             os.rename(tmp, final)
         except OSError:

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     runs_dir, out = Path(argv[0]), Path(argv[1])
     home = default_home()
-    metrics.configure(home)
+    metrics.configure()
     corpus = load_corpus("web", "nt", home=home)
     by_set: dict[str, dict[str, Path]] = {}
     for f in sorted(runs_dir.glob("*/*.trec")):
