@@ -59,7 +59,15 @@ class Bm25Retriever:
         self.config = config
         self._ids = corpus.ids
         self.index_dir = ensure_index(corpus, home, on_progress=on_progress)
-        self._searcher = _open_searcher(self.index_dir, len(corpus), config)
+        try:
+            self._searcher = _open_searcher(self.index_dir, len(corpus), config)
+        except UnreadableIndex:
+            # Its manifest vouched for files Lucene cannot read: whoever wrote them wrote the manifest too. Still
+            # damage, not a reason to stop: once more from scratch.
+            cache.notice(f"BM25 index {self.index_dir} cannot be opened by Lucene; rebuilding it")
+            cache.discard(self.index_dir)
+            self.index_dir = ensure_index(corpus, home, on_progress=on_progress)
+            self._searcher = _open_searcher(self.index_dir, len(corpus), config)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         check_k(k)
@@ -200,16 +208,22 @@ def _anserini_jar() -> str:
     return jars[-1] if jars else "none"
 
 
+class UnreadableIndex(Exception):
+    """Lucene cannot open the index, or it holds another number of verses than the corpus."""
+
+
 def _open_searcher(index_dir: Path, verses: int, config: Bm25Config):
     from retrievers.pyserini_env import prepare
 
     prepare()
-    from jnius import autoclass
+    from jnius import JavaException, autoclass
 
-    searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir / "lucene"))
+    try:
+        searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir / "lucene"))
+    except JavaException as e:
+        raise UnreadableIndex(str(e).splitlines()[0][:200]) from None
     if searcher.get_total_num_docs() != verses:
-        raise BadInput(f"{index_dir}: index holds {searcher.get_total_num_docs()} verses, corpus has {verses}; "
-                       "delete the folder")
+        raise UnreadableIndex(f"index holds {searcher.get_total_num_docs()} verses, corpus has {verses}")
     searcher.set_bm25(float(config.k1), float(config.b))
     extra = 0
     if isinstance(config, Bm25Rm3Config):
