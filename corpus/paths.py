@@ -1,10 +1,11 @@
 """The repository's root, and atomic writes (temp file + rename) for everything versebench produces.
 
 The cache root is not decided here: every function that caches takes it as `home`, and only the CLI edge reads it
-from the environment (harness/home.py), so a library call never writes where the caller did not say."""
+from the environment (harness/cli/home.py), so a library call never writes where the caller did not say."""
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,3 +48,31 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ---- temp folders named by their owner (a killed run's are swept by the next start) -------------------------------
+
+def temp_name(stem: str) -> str:
+    """A hidden temp folder name that records its owner: `.tmp-<stem>.<pid>`."""
+    return f".tmp-{stem}.{os.getpid()}"
+
+
+def sweep_stale(root: Path) -> list[Path]:
+    """Remove `root/.tmp-*.<pid>` folders whose process is gone (left by a killed run); returns what was removed."""
+    removed = []
+    for p in Path(root).glob(".tmp-*.*") if Path(root).is_dir() else ():
+        pid = p.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -111,10 +111,11 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: str = "auto", progress=None, *,
+def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: str = "auto", on_phase=None, *,
                 home: Path) -> dict:
     """Train and evaluate one variant (or reuse its stored result when its config is unchanged). `home`: the cache
-    root (corpora, tokenizer, windows, verse vectors)."""
+    root (corpora, tokenizer, windows, verse vectors). `on_phase(text)`: told what the variant is doing now, and
+    None when it is done (the CLI shows it as a spinner)."""
     from encoder import checkpoint as ckpt
     from encoder.finetune import finetune
     from encoder.train import train
@@ -129,23 +130,21 @@ def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: st
         if old.get("config") == config:
             return old
     t0 = time.perf_counter()
-    task = progress.add_task(f"{variant}: MLM", total=None) if progress else None
+    phase = on_phase or (lambda text: None)
+    phase(f"{variant}: MLM")
     path = Path(tcfg.out) if _trained(tcfg) else train(tcfg, home=home, overwrite=True)
     mlm = ckpt.read_json(path / "manifest.json")
     ft = None
     if fcfg is not None:
-        if progress:
-            progress.update(task, description=f"{variant}: contrastive")
+        phase(f"{variant}: contrastive")
         path = finetune(fcfg, home=home, overwrite=True, pairs=pairs)
         ft = ckpt.read_json(path / "manifest.json")
     train_s = time.perf_counter() - t0
-    if progress:
-        progress.update(task, description=f"{variant}: evaluating")
+    phase(f"{variant}: evaluating")
     report, run_folder = run_benchmark(RunConfig(retrievers=("encoder",), sets=budget.sets, scope="nt",
                                                  options={"encoder": {"checkpoint": str(path)}},
                                                  out_root=work / "runs"), home=home)
-    if progress:
-        progress.remove_task(task)
+    phase(None)
     result = {
         "variant": variant, "switch": SWITCHES[variant][0], "config": config,
         "checkpoint": str(path), "checkpoint_sha256": ckpt.sha256(path), "params": mlm["params"],
@@ -163,9 +162,9 @@ def run_variant(budget: Budget, variant: str, work: Path, pairs=None, device: st
 
 
 def ablate(budget_name: str = "cpu", work: Path | None = None, only: tuple[str, ...] = (), device: str = "auto",
-           progress=None, *, home: Path) -> dict:
+           on_phase=None, *, home: Path) -> dict:
     """Run the baseline and every switch (or `only` these, the baseline always included) -> the summary dict.
-    `home`: the cache root."""
+    `home`: the cache root; `on_phase`: as in `run_variant`."""
     from encoder.finetune import build_pairs
 
     if budget_name not in BUDGETS:
@@ -183,7 +182,7 @@ def ablate(budget_name: str = "cpu", work: Path | None = None, only: tuple[str, 
     for v in variants:
         if pairs is None and SWITCHES[v][2].get("finetune", True) and not _reusable(budget, v, work, device):
             pairs = build_pairs(fcfg, tcfg.val_fraction, home)  # the pre-training's held-out verses
-        results[v] = run_variant(budget, v, work, pairs=pairs, device=device, progress=progress, home=home)
+        results[v] = run_variant(budget, v, work, pairs=pairs, device=device, on_phase=on_phase, home=home)
     return summarize(budget, results, time.perf_counter() - t0)
 
 

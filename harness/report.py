@@ -202,20 +202,6 @@ def write_report(report: dict, folder: Path) -> None:
     atomic_write_text(Path(folder) / "report.md", to_markdown(report))
 
 
-def print_tables(report: dict, console) -> None:
-    from rich.table import Table
-
-    for s in report["results"]:
-        header, rows = set_table_rows(report, s)
-        info = report["meta"]["sets"].get(s, {})
-        table = Table(title=f"{s} ({info.get('queries', '?')} queries)", title_justify="left")
-        for h in header:
-            table.add_column(h, justify="left" if h in ("", "retriever") else "right")
-        for r in rows:
-            table.add_row(*[c.replace("**", "") for c in r])
-        console.print(table)
-
-
 def require_same_basis(a: dict, b: dict, a_name: str, b_name: str) -> None:
     """Refuse to compare reports made on different corpora or different versions of a set."""
     ca, cb = a["meta"]["corpus"]["id"], b["meta"]["corpus"]["id"]

@@ -8,9 +8,9 @@ by the rename itself, so two runs started in the same second with the same outpu
 
 import contextlib
 import errno
-import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,16 +18,29 @@ from pathlib import Path
 from corpus.bible import load_corpus
 from corpus.books import SCOPES
 from corpus.errors import BadInput, at
-from corpus.paths import REPO, atomic_write_text
+from corpus.paths import REPO, atomic_write_text, sweep_stale, temp_name
 from corpus.qsets import QuerySet, external_set, format_run, load_set, read_set, set_names
-from harness import interrupts
 from harness import metrics as M
 from harness import report as R
-from harness.progress import Bars
 
 MAX_K = 1000
 STAT_TESTS = ("student", "fisher")
 RUNS = REPO / "reports" / "runs"
+OnProgress = Callable[[int, int], None]
+
+
+def _quiet(*args) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How a run reports its progress: plain callables (the CLI draws them as bars, harness/cli/progress.py).
+    `step(done, total, what)`: the run's own steps (one build per retriever, one search per retriever and set, one
+    evaluation per set). `build(what)`: an `on_progress(done, total)` for one retriever's build (indexing or
+    encoding the verses)."""
+    step: Callable[[int, int, str], None] = _quiet
+    build: Callable[[str], OnProgress] = lambda what: _quiet
 
 
 @dataclass(frozen=True)
@@ -40,19 +53,6 @@ class RunConfig:
     stat_test: str = "student"
     out_root: Path = RUNS
     options: dict = field(default_factory=dict)  # {retriever: {option: value}}: dsn, checkpoint, dense, ...
-
-
-def strict_order(run: dict, position: dict) -> dict:
-    """Every query's scores made strictly decreasing, ties broken by canonical verse order (earlier verse first).
-
-    Evaluators break ties their own way (ranx by internal order, trec_eval by docid), so a tie would make the same run
-    score differently in different tools. Applied to every retriever's output, whatever it did itself.
-    """
-    from retrievers.base import strictly_decreasing  # here, not at the top: numpy's start-up (`bench --help`)
-
-    return {qid: strictly_decreasing(sorted(docs.items(), key=lambda kv: (-kv[1], position.get(kv[0], math.inf),
-                                                                          kv[0])))
-            for qid, docs in run.items()}
 
 
 def check(cfg: RunConfig) -> None:
@@ -103,12 +103,13 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
     return {"results": results, "per_query": per_query, "significance": sig}
 
 
-def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Bars | None = None, *,
+def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: RunProgress | None = None, *,
                   home: Path) -> tuple[dict, Path]:
-    """Runs every retriever over every set; returns (report, folder written). `progress`: the bars to show it on (a
-    bar for the run's steps, one for each retriever's build: indexing or encoding the verses). `home`: the cache root
-    (corpus, index, verse vectors); no part of the config, since it never changes a result."""
-    from retrievers.base import config_dict, make, run_key  # here, not at the top: numpy's start-up, not for `bench --help`
+    """Runs every retriever over every set; returns (report, folder written). `progress`: where the run reports its
+    steps and each retriever's build. `home`: the cache root (corpus, index, verse vectors); no part of the config,
+    since it never changes a result."""
+    # here, not at the top: numpy's start-up, not for `bench --help`
+    from retrievers.base import config_dict, make, run_key, strict_order
 
     check(cfg)
     corpus = load_corpus(cfg.translation, cfg.scope, home=home)
@@ -122,29 +123,27 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Ba
                            f"{corpus.corpus_id} (first: {unknown[0]!r})")
 
     root = Path(cfg.out_root)
-    interrupts.sweep_stale(root)
+    sweep_stale(root)
     made = [p for p in (root, *root.parents) if not p.exists()]  # removed again if the run does not complete
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    tmp = root / interrupts.temp_name(stamp)
+    tmp = root / temp_name(stamp)
     tmp.mkdir(parents=True, exist_ok=False)
-    bars = progress or Bars(enabled=False)
-    overall, done, steps = bars.callback("run", keep=True), 0, len(cfg.retrievers) * (1 + len(sets)) + len(sets)
+    progress = progress or RunProgress()
+    done, steps = 0, len(cfg.retrievers) * (1 + len(sets)) + len(sets)
     try:
         timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
         held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
         for rname in cfg.retrievers:
-            overall.describe(f"building {rname}")
-            overall(done, steps)
+            progress.step(done, steps, f"building {rname}")
             t0 = time.perf_counter()
-            building = bars.callback(f"{rname}: {corpus.corpus_id} verses")
+            building = progress.build(f"{rname}: {corpus.corpus_id} verses")
             retriever = make(rname, corpus, home=home, on_progress=building, **cfg.options.get(rname, {}))
             built = time.perf_counter() - t0
             done += 1
             configs[rname] = config_dict(retriever)
             timings[rname] = {"build_s": round(built, 3), "search_s": {}, "queries_per_s": {}}
             for qs in sets:
-                overall.describe(f"{rname} on {qs.name}")
-                overall(done, steps)
+                progress.step(done, steps, f"{rname} on {qs.name}")
                 t0 = time.perf_counter()
                 fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
                 raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries,
@@ -159,11 +158,10 @@ def run_benchmark(cfg: RunConfig, external: QuerySet | None = None, progress: Ba
                 atomic_write_text(tmp / "runs" / qs.name / f"{rname}.trec", format_run(run, rname))
         report = R.new_report(corpus, cfg, configs, timings, sets)
         for qs in sets:
-            overall.describe(f"evaluating {qs.name}")
-            overall(done, steps)
+            progress.step(done, steps, f"evaluating {qs.name}")
             ev = evaluate_set(qs, runs_by_set[qs.name], cfg.stat_test)
             done += 1
-            overall(done, steps)
+            progress.step(done, steps, f"evaluating {qs.name}")
             for key in ("results", "per_query", "significance"):
                 report[key][qs.name] = ev[key]
         R.write_report(report, tmp)

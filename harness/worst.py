@@ -17,8 +17,7 @@ from corpus.qsets import load_set, read_run, set_names
 from harness.compare import label_of
 from harness.metrics import LOWER_IS_BETTER
 from harness.plots import scatter
-from harness.runner import strict_order
-from retrievers.base import config_dict, make
+from retrievers.base import config_dict, make, strict_order
 
 TOP = 3
 RELEVANT = "relevant (rank under A, B; — = not in the run, ? = unknown)"
@@ -159,7 +158,7 @@ def views(side_pairs, metric: str, n: int, *, home: Path) -> list[dict]:
 
 # ---- rendering --------------------------------------------------------------------------------------------------------
 
-def _short(text: str, width: int) -> str:
+def short_text(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1].rstrip() + "…"
 
 
@@ -169,7 +168,7 @@ def _rank(r, known: bool = True) -> str:
     return "—" if r is None else f"#{r}"
 
 
-def _relevant_line(q: dict, limit: int | None) -> str:
+def relevant_line(q: dict, limit: int | None) -> str:
     shown = q["relevant"] if limit is None else q["relevant"][:limit]
     known_a, known_b = q["top_a"] is not None, q["top_b"] is not None
     parts = [f"{r['docid']} (A {_rank(r['rank_a'], known_a)}, B {_rank(r['rank_b'], known_b)})" for r in shown]
@@ -177,11 +176,11 @@ def _relevant_line(q: dict, limit: int | None) -> str:
     return ", ".join(parts) + (f", +{more} more" if more else "")
 
 
-def _hit(h: dict | None, width: int) -> str:
+def hit_text(h: dict | None, width: int) -> str:
     if h is None:
         return ""
     mark = " ✓" if h["rel"] > 0 else (" ✗ distractor" if h["distractor"] else "")
-    return f"{h['docid']}{mark}: {_short(h['text'], width)}"
+    return f"{h['docid']}{mark}: {short_text(h['text'], width)}"
 
 
 def headline(v: dict) -> str:
@@ -189,7 +188,7 @@ def headline(v: dict) -> str:
             f"queries worse under B" + (f", the {len(v['worst'])} that fell most" if v["worst"] else ""))
 
 
-def _notes(v: dict) -> list[str]:
+def view_notes(v: dict) -> list[str]:
     notes = []
     for side in ("a", "b"):
         if not v[f"runs_{side}"]:
@@ -202,7 +201,7 @@ def _notes(v: dict) -> list[str]:
     return notes
 
 
-def _pad(top: list | None) -> list:
+def padded(top: list | None) -> list:
     return (top or []) + [None] * (TOP - len(top or []))
 
 
@@ -210,36 +209,16 @@ def to_markdown(vs: list[dict], level: int = 1) -> str:
     h = "#" * level
     lines = [f"{h} What got worse", ""]
     for v in vs:
-        lines += [f"{h}# {headline(v)}", ""] + [f"- {n}" for n in _notes(v)] + ([""] if _notes(v) else [])
+        lines += [f"{h}# {headline(v)}", ""] + [f"- {n}" for n in view_notes(v)] + ([""] if view_notes(v) else [])
         for i, q in enumerate(v["worst"], 1):
             lines += [f"{h}## {i}. {q['qid']} {q['query']!r}: {q['a']:.3f} → {q['b']:.3f} (−{q['drop']:.3f})", ""]
             if q["relevant"]:
-                lines += [f"{RELEVANT[0].upper()}{RELEVANT[1:]}: {_relevant_line(q, None)}", ""]
+                lines += [f"{RELEVANT[0].upper()}{RELEVANT[1:]}: {relevant_line(q, None)}", ""]
             lines += ["| rank | A | B |", "|---|---|---|"]
-            for r, (ha, hb) in enumerate(zip(_pad(q["top_a"]), _pad(q["top_b"])), 1):
-                lines.append(f"| {r} | {_hit(ha, 160)} | {_hit(hb, 160)} |".replace("\n", " "))
+            for r, (ha, hb) in enumerate(zip(padded(q["top_a"]), padded(q["top_b"])), 1):
+                lines.append(f"| {r} | {hit_text(ha, 160)} | {hit_text(hb, 160)} |".replace("\n", " "))
             lines.append("")
     return "\n".join(lines)
-
-
-def print_views(vs: list[dict], console) -> None:
-    from rich.table import Table  # rich renders only on a terminal run; `bench --help` need not pay for it
-
-    for v in vs:
-        console.print(f"[bold]{headline(v)}[/]")
-        for n in _notes(v):
-            console.print(f"  [dim]{n}[/]")
-        for i, q in enumerate(v["worst"], 1):
-            table = Table(title=f"{i}. {q['qid']} {_short(q['query'] or '', 80)!r}: {v['metric']} {q['a']:.3f} → "
-                                f"{q['b']:.3f} (−{q['drop']:.3f})", title_justify="left",
-                          caption=f"{RELEVANT}: {_relevant_line(q, SHOW_RELEVANT)}"
-                          if q["relevant"] else None, caption_justify="left")
-            table.add_column("#", justify="right")
-            table.add_column(f"A: {v['a']}", ratio=1)
-            table.add_column(f"B: {v['b']}", ratio=1)
-            for r, (ha, hb) in enumerate(zip(_pad(q["top_a"]), _pad(q["top_b"])), 1):
-                table.add_row(str(r), _hit(ha, 90), _hit(hb, 90))
-            console.print(table)
 
 
 # ---- files ------------------------------------------------------------------------------------------------------------

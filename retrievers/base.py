@@ -186,6 +186,17 @@ def strictly_decreasing(ranked: Iterable[tuple[str, float]]) -> dict[str, float]
     return out
 
 
+def strict_order(run: dict, position: dict) -> dict:
+    """Every query's scores made strictly decreasing, ties broken by canonical verse order (earlier verse first).
+
+    Evaluators break ties their own way (ranx by internal order, trec_eval by docid), so a tie would make the same run
+    score differently in different tools. Applied to every retriever's output, whatever it did itself.
+    """
+    return {qid: strictly_decreasing(sorted(docs.items(), key=lambda kv: (-kv[1], position.get(kv[0], math.inf),
+                                                                          kv[0])))
+            for qid, docs in run.items()}
+
+
 def redact_dsn(dsn: str) -> str:
     """A PostgreSQL DSN with its password replaced by `***` (URI or key=value form)."""
     dsn = re.sub(r"^(\w+://[^:/@]*:)[^@]*@", r"\1***@", dsn)

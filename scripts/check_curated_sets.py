@@ -14,7 +14,7 @@ import sys
 from corpus.books import scope_of
 from corpus.bible import load_corpus
 from corpus.qsets import read_set, validate_set
-from harness.home import default_home
+from harness.cli.home import default_home
 
 SETS = ("keyword", "thematic-curated", "distractor")
 

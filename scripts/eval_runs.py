@@ -13,7 +13,7 @@ from corpus.bible import load_corpus
 from corpus.errors import BadInput
 from corpus.qsets import load_set, read_run
 from harness import metrics
-from harness.home import default_home
+from harness.cli.home import default_home
 from harness.report import new_report, write_report
 from harness.runner import RunConfig, evaluate_set
 

@@ -130,7 +130,7 @@ class Judge:
         import torch
         from encoder import checkpoint as ckpt
         from encoder.embed import encode_texts
-        from harness.runner import strict_order
+        from retrievers.base import strict_order
         from retrievers.dense import search_with
         t0 = time.perf_counter()
         ck = ckpt.load(folder, "cuda" if torch.cuda.is_available() else "cpu")

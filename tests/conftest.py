@@ -3,8 +3,9 @@
 
 import pytest
 
-from harness import interrupts, metrics
-from harness.home import default_home
+from harness import metrics
+from harness.cli import interrupts
+from harness.cli.home import default_home
 
 # Process state the CLI sets at its edge (harness.cli.main), set once here for tests that call the library in process:
 # where numba caches ranx's compiled code, ranx's warning filters, and a JVM kept off SIGINT/SIGTERM.

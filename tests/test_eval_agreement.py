@@ -6,7 +6,7 @@ from ir_measures import P, R, RR, nDCG
 
 from harness import metrics as M
 from corpus.qsets import format_run, load_set, read_run
-from harness.runner import strict_order
+from retrievers.base import strict_order
 from retrievers.base import make
 
 PAIRS = {"ndcg@10": nDCG @ 10, "precision@10": P @ 10, "recall@10": R @ 10, "recall@100": R @ 100,

@@ -1,5 +1,6 @@
-"""The layers hold: corpus (the floor) <- encoder <- retrievers <- harness (the roof). Every import counts, also those
-inside functions, so an upward import fails here instead of hiding in a function body."""
+"""The layers hold: corpus (the floor) <- encoder <- retrievers <- harness (the roof, a library) <- harness/cli (the
+command side). Every import counts, also those inside functions, so an upward import fails here instead of hiding
+in a function body."""
 
 import ast
 from pathlib import Path
@@ -14,14 +15,22 @@ ALLOWED = {
 }
 
 
-def project_imports(path: Path) -> list[tuple[int, str]]:
+CLI = ROOT / "harness" / "cli"
+UI = {"rich", "typer"}  # terminal rendering and command parsing: the command side's alone
+
+
+def all_imports(path: Path) -> list[tuple[int, str]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             out.append((node.lineno, node.module))
-    return [(n, m) for n, m in out if m.split(".")[0] in ALLOWED]
+    return out
+
+
+def project_imports(path: Path) -> list[tuple[int, str]]:
+    return [(n, m) for n, m in all_imports(path) if m.split(".")[0] in ALLOWED]
 
 
 def violations() -> list[str]:
@@ -39,6 +48,32 @@ def test_imports_point_down():
     assert violations() == []
 
 
+def library_ui_imports() -> list[str]:
+    """Imports of rich, typer or harness.cli by any project module outside harness/cli/."""
+    bad = []
+    for pkg in ALLOWED:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if CLI in path.parents:
+                continue
+            for line, module in all_imports(path):
+                if module.split(".")[0] in UI or module == "harness.cli" or module.startswith("harness.cli."):
+                    bad.append(f"{path.relative_to(ROOT)}:{line}: imports {module}")
+    return bad
+
+
+def test_no_module_outside_harness_cli_imports_rich_or_typer():
+    assert library_ui_imports() == []
+
+
+def test_the_ui_checker_sees_a_library_module_importing_rich(tmp_path, monkeypatch):
+    (tmp_path / "harness" / "cli").mkdir(parents=True)
+    (tmp_path / "harness" / "lib.py").write_text("def f():\n    from rich.table import Table\n")
+    (tmp_path / "harness" / "cli" / "render.py").write_text("import rich\nimport typer\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    monkeypatch.setitem(globals(), "CLI", tmp_path / "harness" / "cli")
+    assert library_ui_imports() == ["harness/lib.py:2: imports rich.table"]
+
+
 def test_the_checker_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from harness.runner import run_benchmark\n")
@@ -47,7 +82,9 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
 
 # ---- the cache root: passed in, read from the environment only at the CLI edge ---------------------------------------
 
-EDGE = {"harness/cli.py", "harness/train_cli.py"}  # the modules that may call harness.home.default_home
+# the modules that may call harness.cli.home.default_home: the command side
+def at_edge(path: Path) -> bool:
+    return CLI in path.parents
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -85,7 +122,7 @@ def test_floor_and_middle_never_read_the_cache_root_from_the_environment():
 
 
 def test_only_the_cli_edge_asks_for_the_default_cache_root():
-    calls = [b for p in sorted((ROOT / "harness").rglob("*.py")) if p.relative_to(ROOT).as_posix() not in EDGE
+    calls = [b for p in sorted((ROOT / "harness").rglob("*.py")) if not at_edge(p)
              for b in environment_reads(p) if "calls" in b]
     assert calls == []
 

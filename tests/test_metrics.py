@@ -5,7 +5,7 @@ import math
 import pytest
 
 from harness import metrics as M
-from harness.runner import strict_order
+from retrievers.base import strict_order
 
 
 def test_ranx_metrics_match_hand_computed_values():

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from corpus.bible import Corpus
-from harness.progress import Bars
+from harness.cli.progress import Bars
 from harness.runner import RunConfig, run_benchmark
 
 BENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
@@ -116,7 +116,7 @@ def test_a_run_counts_its_steps_to_the_end(home, tmp_path):
     out = io.StringIO()
     cfg = RunConfig(retrievers=("ilike",), sets=("keyword",), out_root=tmp_path)
     with Bars(console=Console(file=out, force_terminal=True, width=120), enabled=True) as bars:
-        run_benchmark(cfg, progress=bars, home=home)
+        run_benchmark(cfg, progress=bars.for_run(), home=home)
         (task,) = bars.progress.tasks
         assert (task.completed, task.total) == (3, 3)  # build, search, evaluate
 

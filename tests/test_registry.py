@@ -5,7 +5,7 @@ import pytest
 
 from corpus.errors import BadInput
 from corpus.paths import REPO
-from harness.cli import _expand_retrievers, _retriever_options
+from harness.cli.specs import expand_retrievers as _expand_retrievers, retriever_options as _retriever_options
 from retrievers import base, hybrid
 
 

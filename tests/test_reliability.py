@@ -15,7 +15,8 @@ import pytest
 
 from corpus.errors import BadInput
 from corpus.paths import REPO
-from harness import interrupts
+from corpus import paths
+from harness.cli import interrupts
 from harness.runner import RunConfig, claim, run_benchmark
 from tests.test_cli import BENCH, assert_one_line_error, bench
 
@@ -48,7 +49,7 @@ def test_a_signal_ends_a_run_with_one_line_and_no_temp_folder(tmp_path, sig, cod
 
 @pytest.mark.slow
 def test_the_watchdog_ends_a_native_call_that_does_not_return(tmp_path):
-    script = ("import sys\nfrom pathlib import Path\nfrom harness import interrupts\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom harness.cli import interrupts\n"
               "interrupts.install('a JVM call')\nfrom retrievers import pyserini_env\npyserini_env.prepare()\n"
               "from jnius import autoclass\ntmp = Path(sys.argv[1]); tmp.mkdir()\n"
               "thread = autoclass('java.lang.Thread')\n"
@@ -77,10 +78,10 @@ def dead_pid() -> int:
 
 def test_stale_temp_folders_of_dead_processes_are_swept_and_live_ones_kept(home, tmp_path):
     stale = tmp_path / f".tmp-20260101T000000Z.{dead_pid()}"
-    live = tmp_path / interrupts.temp_name("20260101T000001Z")
+    live = tmp_path / paths.temp_name("20260101T000001Z")
     for d in (stale, live):
         (d / "runs").mkdir(parents=True)
-    assert interrupts.sweep_stale(tmp_path) == [stale]
+    assert paths.sweep_stale(tmp_path) == [stale]
     assert live.exists() and not stale.exists()
     # a run sweeps its output root on start
     stale.mkdir()
@@ -162,7 +163,7 @@ def test_the_watchdog_leaves_a_signal_that_another_handler_took(tmp_path):
     killed the process 5 s later (exit 130) in the middle of that save. A handler that is not ours is not ours to
     hurry."""
     code = ("import os, signal, time\n"
-            "from harness import interrupts\n"
+            "from harness.cli import interrupts\n"
             "interrupts.install('test')\n"
             "got = []\n"
             "signal.signal(signal.SIGINT, lambda *a: got.append(1))\n"

@@ -137,13 +137,15 @@ def test_gate_searches_the_baseline_again_only_with_its_own_checkpoint(home, tmp
 
 
 def test_the_gate_table_names_the_baseline_relative_to_the_repository(capsys, monkeypatch):
-    from harness import cli
+    from rich.console import Console
+
+    from harness.cli import render
 
     monkeypatch.setenv("COLUMNS", "200")
     base = G.read_baseline(BASELINE)
     v = G.Verdict(passed=True, candidate="models/versebench-base", candidate_sha256="ab" * 32,
                   baseline="reports/baseline.json", baseline_sha256="ab" * 32, tolerance=0.01, alpha=0.05,
                   stat_test="student", rows=tuple(G.compare(base, base, 0.01, 0.05, "student")), seconds=1.0)
-    cli._print_verdict(v, "models/versebench-base", BASELINE, "v.json")
+    render.verdict(v, "models/versebench-base", BASELINE, "v.json", Console())
     out = capsys.readouterr().out
     assert "vs reports/baseline.json" in out and str(REPO) not in out.split("\n")[0]

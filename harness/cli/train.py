@@ -1,5 +1,5 @@
 """The encoder's commands: data inspect, train, finetune, distill, export, ablate, train-plot. Registered on the
-`bench` app by harness/cli.py. Each is parse, call, print; torch and the encoder are imported inside the commands so
+`bench` app by harness/cli/app.py. Each is parse, call, print; torch and the encoder are imported inside the commands so
 `bench --help` does not pay for them (several seconds)."""
 
 import sys
@@ -8,13 +8,8 @@ from pathlib import Path
 import typer
 
 from corpus.errors import BadInput
-from harness.home import default_home
-
-
-def emit_json(obj) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+from harness.cli.common import emit_json
+from harness.cli.home import default_home
 
 
 def _render_window(tk, inputs, attn, labels) -> str:
@@ -285,7 +280,7 @@ def distill_cmd(teacher: str = typer.Option(..., "--teacher", help="checkpoint f
     from encoder import loop as L
     from encoder.distill import DistillConfig, distill
     from encoder.distributed import resolve_device
-    from harness.progress import Bars
+    from harness.cli.progress import Bars
 
     resolve_device(device)
     L.set_threads(threads)
@@ -374,13 +369,30 @@ def ablate_cmd(budget: str = typer.Option("cpu", "--budget",
     base = Path(report) if report else (REPO / "reports" / "ablations" if budget == "cpu" else folder / "ablations")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   disable=not sys.stderr.isatty(), transient=True) as progress:
-        summary = A.ablate(budget, folder, tuple(only), device, progress=progress, home=default_home())
+        summary = A.ablate(budget, folder, tuple(only), device, on_phase=_spinner(progress), home=default_home())
     A.write(summary, base.with_suffix(".md"), base.with_suffix(".json"))
     if as_json:
         emit_json(summary)
         return
     typer.echo(A.to_markdown(summary).split("## What")[0].rstrip().split("\n\n")[-1])
     typer.echo(f"wrote {base.with_suffix('.md')} and {base.with_suffix('.json')} in {summary['wall_s'] / 60:.1f} min")
+
+
+def _spinner(progress):
+    """An `on_phase(text)` callable shown as one spinner line on `progress`; None removes the line."""
+    task = None
+
+    def on_phase(text: str | None) -> None:
+        nonlocal task
+        if text is None:
+            if task is not None:
+                progress.remove_task(task)
+            task = None
+        elif task is None:
+            task = progress.add_task(text, total=None)
+        else:
+            progress.update(task, description=text)
+    return on_phase
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:

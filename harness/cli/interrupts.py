@@ -11,8 +11,8 @@ interrupted, and exits 130 (SIGINT) or 143 (SIGTERM). Installed once, at the CLI
 - A main thread inside one long native call (a JVM or torch call) meets Python's handler only when the call returns.
   A watchdog thread, woken by the signal's wakeup byte, ends the process GRACE_S seconds after the signal if the
   command has not ended by then, removing the temp folders registered with `removed_on_hard_exit` first.
-- Temp folders are named with their owner's process id (`temp_name`), so the next start can sweep those whose
-  owner is gone (`sweep_stale`) without touching a run in progress beside it.
+- Temp folders are named with their owner's process id (corpus.paths.temp_name), so the next start can sweep those
+  whose owner is gone (corpus.paths.sweep_stale) without touching a run in progress beside it.
 """
 
 import os
@@ -90,32 +90,6 @@ def removed_on_hard_exit(path: Path):
         yield path
     finally:
         _temps.discard(Path(path))
-
-
-def temp_name(stem: str) -> str:
-    """A hidden temp folder name that records its owner: `.tmp-<stem>.<pid>`."""
-    return f".tmp-{stem}.{os.getpid()}"
-
-
-def sweep_stale(root: Path) -> list[Path]:
-    """Remove `root/.tmp-*.<pid>` folders whose process is gone (left by a killed run); returns what was removed."""
-    removed = []
-    for p in Path(root).glob(".tmp-*.*") if Path(root).is_dir() else ():
-        pid = p.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _on_signal(signum, frame) -> None:

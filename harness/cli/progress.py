@@ -1,8 +1,9 @@
 """Progress of long work: rich bars with an ETA on a terminal; nothing at all when stderr is not a terminal or the
 command prints `--json`.
 
-The layers below never see rich: they take a plain `on_progress(done, total)` callable, made here by
-`Bars.callback(description)` and handed down by the CLI (encoding verses, building an index, a whole run).
+The library never sees rich: it takes a plain `on_progress(done, total)` callable, made here by
+`Bars.callback(description)` and handed down by the commands (encoding verses, building an index), or a run's
+`RunProgress` of such callables (`Bars.for_run()`).
 """
 
 import sys
@@ -39,6 +40,19 @@ class Bars:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+    def for_run(self):
+        """The runner's `RunProgress`: one kept bar for the run's steps (its description says which step), and a bar
+        for each retriever's build."""
+        from harness.runner import RunProgress
+
+        overall = self.callback("run", keep=True)
+
+        def step(done: int, total: int, what: str) -> None:
+            overall.describe(what)
+            overall(done, total)
+
+        return RunProgress(step=step, build=self.callback)
 
     def callback(self, description: str, keep: bool = False) -> "Task":
         """An `on_progress(done, total)` callable whose bar appears on its first call. Without `keep`, the bar goes

@@ -1,8 +1,8 @@
 """The cache root's default, read from the environment here and nowhere else.
 
 Corpora, tokenizers, windows, BM25 indexes, vector caches, teacher vectors and numba's compiled code live under one
-cache root. The library takes it as an argument (`home`); the CLI edge (harness/cli.py, harness/train_cli.py) calls
-`default_home()` once per command and passes the result down, as do the tests and scripts, which are edges too."""
+cache root. The library takes it as an argument (`home`); the CLI edge (the commands under harness/cli/)
+calls `default_home()` once per command and passes the result down, as do the tests and scripts, which are edges too."""
 
 import os
 from pathlib import Path
