@@ -20,10 +20,9 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from corpus.paths import atomic_write_bytes, atomic_write_text, current_umask
+from corpus.paths import atomic_write_bytes, atomic_write_text, sweep_stale, temp_name
 
 FOLDER_MANIFEST = "sha256.json"
 FORMAT = 1
@@ -155,7 +154,7 @@ def discard(path: Path) -> None:
     temp name first (another process may have done so already: that is fine)."""
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
-        trash = path.parent / f".{path.name}.{os.getpid()}.trash"
+        trash = path.parent / temp_name(f"{path.name}-trash")
         try:
             os.rename(path, trash)
         except FileNotFoundError:
@@ -180,32 +179,11 @@ def clear_way(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
-def sweep_temps(folder: Path, older_than_s: float = 3600.0) -> None:
-    """Remove the temp folders and files (`.NAME.*.tmp`, `.NAME.*.trash`) that a killed build left in `folder`.
-    Only ones untouched for `older_than_s`: a build running now in another process keeps its own."""
-    import time
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    now = time.time()
-    for p in folder.iterdir():
-        if not (p.name.startswith(".") and p.name.endswith((".tmp", ".trash"))):
-            continue
-        try:
-            if now - p.lstat().st_mtime < older_than_s:
-                continue
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink()
-        except FileNotFoundError:
-            pass
-
-
 def temp_folder(final: Path) -> Path:
     """A fresh temp folder beside `final` (same filesystem, so the rename into place is atomic)."""
     clear_way(final.parent)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; once renamed it is an ordinary folder
+    sweep_stale(final.parent)  # what a killed build left behind (its process is gone)
+    tmp = final.parent / temp_name(final.name)
+    shutil.rmtree(tmp, ignore_errors=True)  # this process's own, from a build that failed
+    tmp.mkdir()  # with the umask's permissions: once renamed it is an ordinary cache folder
     return tmp

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from corpus.errors import BadInput, at
-from corpus.paths import atomic_write_text
+from corpus.paths import atomic_write_bytes, atomic_write_text, staged_folder
 from encoder import tokenizer as tok
 from encoder import weights_io
 from encoder.model import Encoder, EncoderConfig
@@ -248,10 +248,18 @@ def export(model: Encoder, tk: Tokenizer, out, source: dict) -> Path:
     """Write a sentence-transformers folder (mean pooling, normalised) to `out`; `source` goes into its README."""
     out = Path(out)
     hf, w = to_hf(model)
-    if out.exists() and any(out.iterdir()):
-        raise at(out, None, "exists and is not empty; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(w, out / "model.safetensors", metadata={"format": "pt"})
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise at(out, None, "exists and is not an empty folder; choose another --out")
+    # Written into a temp folder and renamed into place: a full disk half way leaves no half export behind (which a
+    # rerun would then refuse as "not empty").
+    with staged_folder(out) as tmp:
+        _write_export(tmp, model, tk, hf, w, source)
+    return out
+
+
+def _write_export(out: Path, model: Encoder, tk: Tokenizer, hf: dict, w: dict, source: dict) -> None:
+    # serialised in memory and written like every other file, so the weights get the umask's permissions
+    atomic_write_bytes(out / "model.safetensors", save(w, metadata={"format": "pt"}))
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731
     atomic_write_text(out / "config.json", dump(hf))
     tok.save(tk, out)
@@ -270,4 +278,3 @@ def export(model: Encoder, tk: Tokenizer, out, source: dict) -> Path:
     (out / "2_Normalize").mkdir(exist_ok=True)
     atomic_write_text(out / "README.md", "# versebench encoder (sentence-transformers export)\n\n"
                       "Written by `bench export`; mean pooling, L2-normalised.\n\n```json\n" + dump(source) + "```\n")
-    return out

@@ -119,15 +119,33 @@ def load_report(path) -> dict:
             raise at(path, None, "is a folder without a report.json; give a report file or a run folder")
         path = path / "report.json"
     try:
-        rep = json.loads(path.read_text("utf-8"))
+        rep = json.loads(path.read_text("utf-8-sig"))
     except FileNotFoundError:
         raise at(path, None, "no such report") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise at(path, None, f"not a valid report JSON ({e})") from None
+    if not isinstance(rep, dict):
+        raise at(path, None, "not a versebench report (not a JSON object)")
     for key in ("meta", "results"):
-        if key not in rep:
-            raise at(path, None, f"not a versebench report (no {key!r})")
+        if not isinstance(rep.get(key), dict):
+            raise at(path, None, f"not a versebench report (no {key!r} object)")
+    check_results(rep["results"], path)
     return rep
+
+
+def check_results(results: dict, path) -> None:
+    """`results[set][retriever][metric]` is a number everywhere, so what reads a report never meets a string where
+    a score should be (a hand-edited or truncated report); BadInput names the first place that is not."""
+    for set_name, rows in results.items():
+        if not isinstance(rows, dict):
+            raise at(path, None, f"results.{set_name} is not an object")
+        for retriever, metrics in rows.items():
+            if not isinstance(metrics, dict):
+                raise at(path, None, f"results.{set_name}.{retriever} is not an object")
+            for metric, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                    raise at(path, None, f"results.{set_name}.{retriever}.{metric} is {shown}, not a number")
 
 
 def metrics_of(results_for_set: dict) -> list[str]:

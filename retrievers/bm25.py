@@ -162,7 +162,6 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
     # Java traceback): a damaged index is one notice and a rebuild. Measured cost in reports/perf.md.
     if cache.check_folder(final, "BM25 index"):
         return final
-    cache.sweep_temps(final.parent)  # what a killed build left behind
     if len(corpus) >= 10**6:
         raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
     from retrievers.pyserini_env import prepare

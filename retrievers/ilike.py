@@ -130,6 +130,9 @@ def make(corpus, config: IlikeConfig, *, home: Path, on_progress=None) -> IlikeR
     """Options: backend ("sqlite" | "postgresql"), dsn (implies postgresql), max_words (default 32), index.
     `home` goes unused (the table lives in memory or in PostgreSQL, never in the cache root), and so does
     `on_progress`: loading the verses into a table takes well under a second."""
+    if config.dsn is not None and not config.dsn.strip():
+        # an empty --dsn (an unset variable in a CI script) must not quietly become SQLite
+        raise BadInput("ilike: dsn is empty; give postgresql://... or leave it out for the SQLite backend")
     if config.backend is None:
         config = dataclasses.replace(config, backend="postgresql" if config.dsn else "sqlite")
     if config.backend not in BACKENDS:

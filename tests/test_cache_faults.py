@@ -180,22 +180,24 @@ def test_a_damaged_bm25_index_is_rebuilt(tmp_path, small, damage, capfd):
     assert cache.check_folder(index_path(small, tmp_path), "BM25 index")
 
 
-def test_a_stale_build_temp_is_swept_and_a_live_one_kept(tmp_path, small):
-    """A SIGKILLed build leaves `.NAME.*.tmp`; the next build sweeps it once it is an hour old (a build running now
-    in another process is younger and is left alone)."""
+def test_a_killed_builds_temp_is_swept_and_a_live_one_kept(tmp_path, small):
+    """A SIGKILLed build leaves `.tmp-NAME.<pid>`; the next build sweeps it once its process is gone (a build running
+    now in another process keeps its own)."""
     import os
-    import time
+    import subprocess
 
+    from corpus.paths import temp_name
     from retrievers.bm25 import ensure_index, index_path
 
     final = index_path(small, tmp_path)
     final.parent.mkdir(parents=True)
-    stale = final.parent / f".{final.name}.abc123.tmp"
-    live = final.parent / f".{final.name}.def456.tmp"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = final.parent / temp_name(final.name).replace(str(os.getpid()), str(gone.pid))
+    live = final.parent / temp_name(final.name).replace(str(os.getpid()), str(os.getppid()))
     for d in (stale, live):
         (d / "lucene").mkdir(parents=True)
         (d / "lucene" / "_0.tim").write_bytes(b"x" * 1000)
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     ensure_index(small, tmp_path)
     assert not stale.exists() and live.exists()
 
