@@ -86,7 +86,7 @@ def read_file(path: Path, what: str) -> bytes | None:
     problem, data = None, None
     files = _read_manifest(sidecar(path))
     if files is None or set(files) != {path.name}:
-        problem = "no readable manifest"
+        problem = "no manifest: written by an older versebench, or cut short"
     else:
         try:
             data = path.read_bytes()
@@ -96,7 +96,7 @@ def read_file(path: Path, what: str) -> bytes | None:
             if _digest(data) != {k: files[path.name].get(k) for k in ("sha256", "bytes")}:
                 problem = "sha256 differs from its manifest"
     if problem:
-        notice(f"{what} cache {path} is damaged ({problem}); rebuilding it")
+        notice(f"{what} cache {path} fails its check ({problem}); rebuilding it")
         discard(path)
         discard(sidecar(path))
         return None
@@ -126,7 +126,7 @@ def check_folder(folder: Path, what: str) -> bool:
     if not folder.is_dir():
         problem = "not a folder"
     elif files is None:
-        problem = "no readable manifest"
+        problem = "no manifest: written by an older versebench, or cut short"
     else:
         for name, want in files.items():
             p = folder / name
@@ -141,7 +141,7 @@ def check_folder(folder: Path, what: str) -> bool:
                 problem = f"{name}: sha256 differs from its manifest"
                 break
     if problem:
-        notice(f"{what} cache {folder} is damaged ({problem}); rebuilding it")
+        notice(f"{what} cache {folder} fails its check ({problem}); rebuilding it")
         discard(folder)
         return False
     return True

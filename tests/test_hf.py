@@ -145,7 +145,7 @@ def test_bench_export_cli(tmp_path, minilm_dir):
     assert (out / "modules.json").is_file() and (out / "1_Pooling" / "config.json").is_file()
     again = subprocess.run([*BENCH, "export", "--checkpoint", str(minilm_dir), "--out", str(out)],
                            capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "not an empty folder" in again.stderr and "Traceback" not in again.stderr
 
 
 @pytest.mark.slow
