@@ -18,10 +18,10 @@ DISTRACTOR_METRICS = ("distractor@10", "win_rate")
 LOWER_IS_BETTER = frozenset({"distractor@10"})
 
 
-def configure(cache_root: Path | None = None) -> None:
+def configure() -> None:
     """Process state for ranx, set once at the edge (the CLI's main, the test suite's conftest), never per call:
-    where numba keeps ranx's compiled code (see `numba_cache_dir`) and silence for ranx's and numba's warnings. Must
-    run before ranx is first imported. (`cache_root` is not used: numba's cache left it, see below.)"""
+    where numba keeps ranx's compiled code (see `numba_cache_dir`: not under the cache root) and silence for ranx's
+    and numba's warnings. Must run before ranx is first imported."""
     os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
     warnings.filterwarnings("ignore", module="ranx")
     warnings.filterwarnings("ignore", message=".*unsafe cast.*")
