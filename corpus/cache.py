@@ -85,6 +85,8 @@ def read_file(path: Path, what: str) -> bytes | None:
         return None  # never built: no notice
     problem, data = None, None
     files = _read_manifest(sidecar(path))
+    if files is None and _just_written(path):
+        return None  # another process is between writing the file and its manifest: rebuild quietly, same bytes
     if files is None or set(files) != {path.name}:
         problem = "no manifest: written by an older versebench, or cut short"
     else:
@@ -101,6 +103,15 @@ def read_file(path: Path, what: str) -> bytes | None:
         discard(sidecar(path))
         return None
     return data
+
+
+def _just_written(path: Path, seconds: float = 30.0) -> bool:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
 
 
 # ---- folders --------------------------------------------------------------------------------------------------------

@@ -49,6 +49,13 @@ def folder_to_file(d: Path) -> None:
     d.write_text("not a folder\n")
 
 
+def an_hour_old(p: Path) -> None:
+    import os
+    import time
+
+    os.utime(p, (time.time() - 3600, time.time() - 3600))
+
+
 def one_notice(capfd) -> str:
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and err.startswith("notice: ") and "Traceback" not in err, err
@@ -112,7 +119,7 @@ VECTOR_DAMAGE = {
     "zero a range": lambda p: zero_range(p, 4 * 384),
     "swap rows": lambda p: swap_blocks(p, 4 * 384, start=128),
     "delete the file": lambda p: p.unlink(),
-    "delete the manifest": lambda p: cache.sidecar(p).unlink(),
+    "delete the manifest": lambda p: (cache.sidecar(p).unlink(), an_hour_old(p)),  # a fresh one may be mid-write
     "folder is a file": lambda p: folder_to_file(p.parent),
 }
 
@@ -203,6 +210,17 @@ def test_a_killed_builds_temp_is_swept_and_a_live_one_kept(tmp_path, small):
 
 
 # ---- single-file entries in general (tokenizers, windows, teacher vectors use the same two calls) -------------------
+
+def test_a_file_without_its_manifest_yet_is_rebuilt_quietly(tmp_path, capfd):
+    """Another process may be between writing a cache file and its manifest: a fresh file without one is rebuilt
+    (the same bytes, since keys are content) without a notice and without deleting it under the writer."""
+    p = tmp_path / "entry.bin"
+    p.write_bytes(b"being written")
+    assert cache.read_file(p, "test") is None and p.exists() and capfd.readouterr().err == ""
+    an_hour_old(p)
+    assert cache.read_file(p, "test") is None and not p.exists()
+    one_notice(capfd)
+
 
 def test_single_file_entries(tmp_path, capfd):
     p = tmp_path / "x" / "entry.bin"
