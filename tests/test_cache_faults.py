@@ -231,3 +231,28 @@ def test_single_file_entries(tmp_path, capfd):
     assert cache.read_file(p, "test") is None
     one_notice(capfd)
     assert not p.exists() and not cache.sidecar(p).exists()  # out of the way of the rebuild
+
+
+@pytest.mark.slow
+def test_a_sigkilled_index_build_leaves_a_temp_the_next_build_sweeps(tmp_path):
+    """The KJV Bible's index (31,102 verses) is built in a child process that is SIGKILLed once its temp folder
+    appears; the next build in this process removes that temp and builds the index."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("from corpus.bible import load_corpus; from retrievers.bm25 import ensure_index; import sys, pathlib\n"
+            "h = pathlib.Path(sys.argv[1]); ensure_index(load_corpus('kjv', 'all', home=h), h)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    t0 = time.time()
+    while not list((tmp_path / "indexes").glob(".tmp-*/lucene")):
+        assert p.poll() is None and time.time() - t0 < 120
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert list((tmp_path / "indexes").glob(".tmp-*"))  # left behind
+    from retrievers.bm25 import ensure_index
+
+    final = ensure_index(load_corpus("kjv", "all", home=tmp_path), tmp_path)
+    assert [p.name for p in (tmp_path / "indexes").iterdir()] == [final.name]
