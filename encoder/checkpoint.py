@@ -188,6 +188,23 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
     return Checkpoint(folder, model, tk, cfg, manifest)
 
 
+def verify(folder) -> None:
+    """What `load` checks before it allocates, without loading: the config within bounds and the weight file's
+    header matching it. For a command with work to do before it loads a checkpoint (distillation prepares its texts
+    first), so a config that cannot fit is refused in a second, not after minutes."""
+    folder = Path(folder)
+    cfg = read_config(folder)
+    try:
+        mcfg = EncoderConfig.from_dict(cfg["model"])
+    except (BadInput, TypeError) as e:
+        raise at(folder / "config.json", None, str(e)) from None
+    if hf.is_hf_folder(folder):
+        hf.check_header(hf.weights_file(folder), mcfg)
+    else:
+        wpath = folder / "model.safetensors"
+        weights_io.check_shapes(weights_io.header_shapes(wpath), weights_io.expected_shapes(mcfg), wpath)
+
+
 def sha256(folder) -> str:
     """Identity of what a checkpoint computes: its model config, weights and tokenizer (not its logs)."""
     folder = Path(folder)

@@ -182,6 +182,8 @@ def distill(cfg: DistillConfig, *, home: Path, resume: bool = False, overwrite: 
         teacher = resolve(cfg.teacher)
         if not teacher.exists():
             raise at(teacher, None, "no such teacher checkpoint")
+        for folder in (teacher, *([resolve(cfg.init)] if cfg.init and not resume else [])):
+            ckpt.verify(folder)  # before the texts are prepared (seconds to minutes)
         pd = P.build(cfg.translations, val_fraction=cfg.val_fraction, naves=cfg.naves,
                      naves_holdout=cfg.naves_holdout, limit=cfg.limit, commentary=cfg.commentary, home=home)
         train_t, val_t = texts(pd, cfg.seed, cfg.spans, cfg.scope)
