@@ -56,6 +56,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corpus import cache
 from corpus.books import BOOKS, NT_BOOKS, SCOPES, books_for, parse_ref  # noqa: F401  (parse_ref: bible's old home)
 from corpus.errors import BadInput, at
 from corpus.paths import atomic_write_bytes, atomic_write_text
@@ -345,6 +346,7 @@ def build(translation: str, home: Path) -> tuple[bytes, dict]:
         "renumbered": notes,
     }
     text_path, manifest_path = cache_paths(translation, home)
+    cache.clear_way(text_path.parent)
     atomic_write_bytes(text_path, content)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return content, manifest
@@ -356,13 +358,24 @@ def _scope_entry(blob: bytes, pairs, start: int) -> dict:
 
 
 def _load_cached(translation: str, home: Path) -> tuple[bytes, dict] | None:
+    """The cached Bible if its manifest (written last) vouches for every byte of it; None to rebuild, with a notice
+    when something damaged was there."""
     text_path, manifest_path = cache_paths(translation, home)
+    if not text_path.exists() and not manifest_path.exists():
+        return None
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         content = text_path.read_bytes()
-    except (OSError, ValueError):
-        return None
-    if manifest.get("build_key") != _build_key(source_info(translation)):
+        intact = hashlib.sha256(content).hexdigest() == manifest["sha256"] and all(
+            isinstance(s, dict) and len(s["bytes"]) == 2 for s in manifest["scopes"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        intact, content, manifest = False, b"", {"error": type(e).__name__}
+    if intact and manifest.get("build_key") != _build_key(source_info(translation)):
+        return None  # built by other code or from another source: not damage, just stale
+    if not intact:
+        cache.notice(f"corpus cache {text_path} is damaged (its sha256 or manifest is wrong); rebuilding it")
+        cache.discard(text_path)
+        cache.discard(manifest_path)
         return None
     return content, manifest
 

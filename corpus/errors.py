@@ -1,4 +1,13 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and exit code 2, and what makes any message fit to
+print: secrets redacted, one line, a bounded length."""
+
+import re
+
+MAX_MESSAGE = 400  # characters of a one-line message; a 10 MB field value is cut, not printed
+
+# user:password@ in any URL, and password=... in a libpq key=value string
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*):[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
 
 
 class BadInput(Exception):
@@ -9,3 +18,18 @@ def at(path, line: int | None, problem: str) -> BadInput:
     """`BadInput` in the house format: `FILE:LINE: problem`."""
     where = f"{path}:{line}" if line is not None else f"{path}"
     return BadInput(f"{where}: {problem}")
+
+
+def redact(text: str) -> str:
+    """`text` with every password in a connection string replaced by `***` (URLs and key=value strings alike)."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message as one short line: secrets redacted, newlines folded, and the middle of anything over `limit`
+    characters cut (the start names the file, the end usually says what is wrong)."""
+    text = " ".join(redact(str(text)).split())
+    if len(text) <= limit:
+        return text
+    keep = limit - 40
+    return f"{text[:keep * 2 // 3]} ...[{len(text) - keep:,} characters cut]... {text[-(keep // 3):]}"

@@ -38,7 +38,7 @@ def _lines(path: Path):
     path = Path(path)
     if not path.is_file():
         raise at(path, None, "no such file")
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (Windows editors) is no text
     if not raw.strip():
         raise at(path, None, "file is empty")
     out = []

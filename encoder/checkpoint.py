@@ -31,6 +31,7 @@ from corpus.errors import BadInput, at
 from corpus.paths import file_sha256
 from encoder import hf
 from encoder import tokenizer as tok
+from encoder import weights_io
 from encoder.model import Encoder, EncoderConfig
 
 FORMAT = 1
@@ -145,8 +146,9 @@ def read_config(folder) -> dict:
 
 
 def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load and verify: every required file present, weights intact (sha256 against the manifest), every tensor
-    present with the shape the config implies, tokenizer vocabulary == config vocab_size. Returns an eval() model."""
+    """Load and verify: every required file present, the config within bounds and matching the weight file's header
+    (before any tensor is made), weights intact (sha256 against the manifest), tokenizer vocabulary == config
+    vocab_size. Returns an eval() model."""
     folder = Path(folder)
     recover(folder)
     if hf.is_hf_folder(folder):
@@ -161,6 +163,7 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
         mcfg = EncoderConfig.from_dict(cfg["model"])
     except (BadInput, TypeError) as e:
         raise at(folder / "config.json", None, str(e)) from None
+    wpath = folder / "model.safetensors"
     tk = tok.load(folder / "tokenizer.json")
     if tk.get_vocab_size() != mcfg.vocab_size:
         raise at(folder / "tokenizer.json", None,
@@ -169,27 +172,37 @@ def load(folder, device: str | torch.device = "cpu") -> Checkpoint:
         raise at(folder / "tokenizer.json", None,
                  f"tokenizer's [PAD] is {tok.special_ids(tk)['pad']} but config.json says pad_id {mcfg.pad_id}")
     manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
-    wpath = folder / "model.safetensors"
     want = manifest.get("weights_sha256")
     if want and file_sha256(wpath) != want:
         raise at(wpath, None, "sha256 differs from manifest.json's weights_sha256 (corrupt or replaced)")
+    weights_io.check_shapes(weights_io.header_shapes(wpath), weights_io.expected_shapes(mcfg), wpath)
     try:
         weights = load_file(wpath)
     except (SafetensorError, OSError, ValueError) as e:
         raise at(wpath, None, f"corrupt safetensors file ({str(e).splitlines()[0][:100]})") from None
     model = Encoder(mcfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing or extra:
-        raise at(wpath, None, f"tensors do not match the config: missing {missing[:3]}, unexpected {extra[:3]}")
-    for k, v in expected.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise at(wpath, None, f"tensor {k} has shape {tuple(weights[k].shape)}, config.json implies "
-                                  f"{tuple(v.shape)}")
+    weights_io.check_shapes({k: v.shape for k, v in weights.items()},  # the header told the truth
+                           {k: v.shape for k, v in model.state_dict().items()}, wpath)
     model.load_state_dict(weights)
     model.to(device).eval()
     return Checkpoint(folder, model, tk, cfg, manifest)
+
+
+def verify(folder) -> None:
+    """What `load` checks before it allocates, without loading: the config within bounds and the weight file's
+    header matching it. For a command with work to do before it loads a checkpoint (distillation prepares its texts
+    first), so a config that cannot fit is refused in a second, not after minutes."""
+    folder = Path(folder)
+    cfg = read_config(folder)
+    try:
+        mcfg = EncoderConfig.from_dict(cfg["model"])
+    except (BadInput, TypeError) as e:
+        raise at(folder / "config.json", None, str(e)) from None
+    if hf.is_hf_folder(folder):
+        hf.check_header(hf.weights_file(folder), mcfg)
+    else:
+        wpath = folder / "model.safetensors"
+        weights_io.check_shapes(weights_io.header_shapes(wpath), weights_io.expected_shapes(mcfg), wpath)
 
 
 def sha256(folder) -> str:
@@ -199,7 +212,7 @@ def sha256(folder) -> str:
     h = hashlib.sha256(json.dumps(cfg["model"], sort_keys=True).encode())
     names = ("model.safetensors", "tokenizer.json")
     if hf.is_hf_folder(folder):  # whichever weights and vocabulary files the folder has
-        names = [n for n in ("model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
+        names = [n for n in ("model.safetensors", "tokenizer.json", "vocab.txt")
                  if (folder / n).is_file()]
     for name in names:
         h.update(file_sha256(folder / name).encode())

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from corpus import cache
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_bytes
 from encoder import tokenizer as tok
 
 DATA_VERSION = 1  # bump when windowing changes: it is part of the cache key
@@ -203,18 +203,19 @@ def load_windows(tk: Tokenizer, sources: list[Source], max_len: int, val_fractio
     key = hashlib.sha256(json.dumps([tokenizer_hash(tk), sources_key(sources, val_fraction), max_len,
                                      DATA_VERSION]).encode()).hexdigest()[:20]
     path = home / "encoder" / "windows" / f"{key}.npz"
-    if path.is_file():
+    data = cache.read_file(path, "window")
+    if data is not None:
         try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 return WindowSet(Windows(z["train_tokens"], z["train_offsets"]),
                                  Windows(z["val_tokens"], z["val_offsets"]), json.loads(str(z["stats"])))
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            path.unlink(missing_ok=True)
+        except (ValueError, KeyError, OSError):  # vouched-for bytes that are not windows: rebuilt, never trusted
+            cache.notice(f"window cache {path} is not a window set; rebuilding it")
     ws = build_windows(tk, sources, max_len, val_fraction)
     buf = io.BytesIO()
     np.savez(buf, train_tokens=ws.train.tokens, train_offsets=ws.train.offsets, val_tokens=ws.val.tokens,
              val_offsets=ws.val.offsets, stats=np.array(json.dumps(ws.stats)))
-    atomic_write_bytes(path, buf.getvalue())
+    cache.write_file(path, buf.getvalue())
     return ws
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from corpus import cache
 from corpus.books import SCOPES, scope_of
 from corpus.errors import BadInput, at
-from corpus.paths import atomic_write_bytes
 from encoder import checkpoint as ckpt
 from encoder import distributed as D
 from encoder import loop as L
@@ -121,8 +121,15 @@ def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], home: Path, o
     teacher runs; the training's own device (on a GPU machine the pass on its CPU took three minutes of a lease)."""
     key = hashlib.sha256(json.dumps(all_texts).encode()).hexdigest()[:16]
     path = home / "distill" / f"teacher-{sha[:16]}-{key}.npy"
-    if path.is_file():
-        return np.load(path).astype(np.float32)
+    data = cache.read_file(path, "teacher-vector")
+    if data is not None:
+        try:
+            got = np.load(io.BytesIO(data), allow_pickle=False)
+            if got.ndim == 2 and got.shape[0] == len(all_texts):
+                return got.astype(np.float32)
+        except ValueError:
+            pass
+        cache.notice(f"teacher-vector cache {path} does not hold {len(all_texts)} vectors; rebuilding it")
     t = ckpt.load(teacher, device)
     parts = []
     for k in range(0, len(all_texts), 4096):
@@ -132,8 +139,8 @@ def teacher_vectors(teacher: Path, sha: str, all_texts: list[str], home: Path, o
     vecs = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     half = vecs.astype(np.float16)  # half the disk; cosines move by < 1e-3
     buf = io.BytesIO()
-    np.save(buf, half)
-    atomic_write_bytes(path, buf.getvalue())
+    np.save(buf, half, allow_pickle=False)
+    cache.write_file(path, buf.getvalue())
     # What the cache gives back, not the float32 originals: a first run and its resumption must see the same targets.
     return half.astype(np.float32)
 
@@ -175,6 +182,8 @@ def distill(cfg: DistillConfig, *, home: Path, resume: bool = False, overwrite: 
         teacher = resolve(cfg.teacher)
         if not teacher.exists():
             raise at(teacher, None, "no such teacher checkpoint")
+        for folder in (teacher, *([resolve(cfg.init)] if cfg.init and not resume else [])):
+            ckpt.verify(folder)  # before the texts are prepared (seconds to minutes)
         pd = P.build(cfg.translations, val_fraction=cfg.val_fraction, naves=cfg.naves,
                      naves_holdout=cfg.naves_holdout, limit=cfg.limit, commentary=cfg.commentary, home=home)
         train_t, val_t = texts(pd, cfg.seed, cfg.spans, cfg.scope)

@@ -11,16 +11,18 @@ offline. Configs BERT cannot express (pre-LN, sinusoidal positions) are refused,
 """
 
 import json
+import re
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from corpus.errors import BadInput, at
-from corpus.paths import atomic_write_text
+from corpus.paths import atomic_write_bytes, atomic_write_text, staged_folder
 from encoder import tokenizer as tok
+from encoder import weights_io
 from encoder.model import Encoder, EncoderConfig
 
 ACTS = {"gelu": "gelu", "relu": "relu"}  # HF hidden_act -> ours; "gelu" is the exact (erf) GELU in both
@@ -78,19 +80,58 @@ def model_config(hf: dict, where) -> EncoderConfig:
         raise at(where, None, f"BERT config lacks {e.args[0]!r}") from None
 
 
-def _hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+def weights_file(folder: Path) -> Path:
+    """The folder's model.safetensors. A pickled `pytorch_model.bin` is refused, not loaded: unpickling runs code,
+    and even torch's restricted loader is more than a weight file should need."""
     st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
-    try:
-        if st.is_file():
-            w = load_file(st)
-        elif pt.is_file():
-            w = torch.load(pt, map_location="cpu", weights_only=True)
-        else:
-            raise at(folder, None, "no model.safetensors or pytorch_model.bin")
-    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-        raise at(st if st.is_file() else pt, None, f"unreadable weights ({str(e).splitlines()[0][:100]})") from None
+    if st.is_file():
+        return st
+    if pt.is_file():
+        raise at(pt, None, "a pickled weight file is refused (unpickling can run code); convert it to "
+                           "model.safetensors first")
+    raise at(folder, None, "no model.safetensors")
+
+
+def _bare(name: str) -> str:
     # BertForMaskedLM and friends prefix the encoder with "bert."; a bare BertModel does not.
-    return {k.removeprefix("bert."): v for k, v in w.items()}
+    return name.removeprefix("bert.")
+
+
+def _hf_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        w = load_file(path)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise at(path, None, f"unreadable weights ({str(e).splitlines()[0][:100]})") from None
+    return {_bare(k): v for k, v in w.items()}
+
+
+def expected_hf_shapes(cfg: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """The HF tensor shapes `cfg` implies (no memory: from a model on the meta device)."""
+    ours = weights_io.expected_shapes(cfg)
+    out = {hf: ours[o] for hf, o in _renames(cfg.n_layer).items() if o in ours}
+    for i in range(cfg.n_layer):
+        for n in ("query", "key", "value"):
+            out[f"encoder.layer.{i}.attention.self.{n}.weight"] = (cfg.d_model, cfg.d_model)
+            out[f"encoder.layer.{i}.attention.self.{n}.bias"] = (cfg.d_model,)
+    return out
+
+
+def check_header(path: Path, cfg: EncoderConfig) -> None:
+    """The weight file's header against the config, before any tensor is made: every tensor the config implies is
+    there with its shape (the MLM head may be absent), and no layer beyond n_layer."""
+    found = {_bare(k): s for k, s in weights_io.header_shapes(path).items()}
+    expected = expected_hf_shapes(cfg)
+    layers = {int(m.group(1)) for k in found if (m := re.match(r"encoder\.layer\.(\d+)\.", k))}
+    if layers and max(layers) >= cfg.n_layer:
+        raise at(path, None, f"weights have layers up to {max(layers)}, config.json says num_hidden_layers "
+                             f"{cfg.n_layer}")
+    for k, shape in expected.items():
+        if k not in found:
+            if k.startswith("cls."):
+                continue
+            raise at(path, None, f"not a BERT state dict for this config: {k} is missing")
+        if tuple(found[k]) != tuple(shape):
+            raise at(path, None, f"tensor {k} has shape {tuple(found[k])}, config.json implies {tuple(shape)}")
 
 
 def _renames(n_layer: int) -> dict[str, str]:
@@ -159,10 +200,12 @@ def load(folder) -> tuple[EncoderConfig, dict[str, torch.Tensor], Tokenizer, dic
     folder = Path(folder)
     hf = _read_hf_config(folder)
     cfg = model_config(hf, folder / "config.json")
+    path = weights_file(folder)
+    check_header(path, cfg)
     tk = load_tokenizer(folder)
     if tk.get_vocab_size() != cfg.vocab_size:
         raise at(folder, None, f"tokenizer has {tk.get_vocab_size()} tokens, config.json says {cfg.vocab_size}")
-    return cfg, to_ours(_hf_weights(folder), cfg, folder), tk, hf
+    return cfg, to_ours(_hf_weights(path), cfg, folder), tk, hf
 
 
 def check_exportable(cfg: EncoderConfig) -> None:
@@ -205,10 +248,18 @@ def export(model: Encoder, tk: Tokenizer, out, source: dict) -> Path:
     """Write a sentence-transformers folder (mean pooling, normalised) to `out`; `source` goes into its README."""
     out = Path(out)
     hf, w = to_hf(model)
-    if out.exists() and any(out.iterdir()):
-        raise at(out, None, "exists and is not empty; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(w, out / "model.safetensors", metadata={"format": "pt"})
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise at(out, None, "exists and is not an empty folder; choose another --out")
+    # Written into a temp folder and renamed into place: a full disk half way leaves no half export behind (which a
+    # rerun would then refuse as "not empty").
+    with staged_folder(out) as tmp:
+        _write_export(tmp, model, tk, hf, w, source)
+    return out
+
+
+def _write_export(out: Path, model: Encoder, tk: Tokenizer, hf: dict, w: dict, source: dict) -> None:
+    # serialised in memory and written like every other file, so the weights get the umask's permissions
+    atomic_write_bytes(out / "model.safetensors", save(w, metadata={"format": "pt"}))
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731
     atomic_write_text(out / "config.json", dump(hf))
     tok.save(tk, out)
@@ -227,4 +278,3 @@ def export(model: Encoder, tk: Tokenizer, out, source: dict) -> Path:
     (out / "2_Normalize").mkdir(exist_ok=True)
     atomic_write_text(out / "README.md", "# versebench encoder (sentence-transformers export)\n\n"
                       "Written by `bench export`; mean pooling, L2-normalised.\n\n```json\n" + dump(source) + "```\n")
-    return out

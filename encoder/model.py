@@ -17,6 +17,11 @@ from corpus.errors import BadInput
 NORMS = ("pre", "post")
 ACTS = ("gelu", "relu")
 POSITIONS = ("sinusoidal", "learned")
+# Sane bounds, checked before anything is allocated: a config.json is input like any other, and `n_layer: 10000` or
+# `d_ff: 1e9` would otherwise ask for tens of GB before any check could run. Far above any BERT we would load.
+LIMITS = {"vocab_size": 1_000_000, "n_layer": 128, "n_head": 256, "d_model": 16_384, "d_ff": 131_072,
+          "max_len": 65_536, "type_vocab": 1_024, "proj_dim": 16_384}
+MAX_PARAMS = 2_000_000_000  # 8 GB of float32
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ class EncoderConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 problems.append(f"{name} must be a non-negative integer, got {v!r}")
+        problems += [f"{name} {getattr(self, name)} is over the limit of {limit:,}" for name, limit in LIMITS.items()
+                     if isinstance(getattr(self, name), int) and getattr(self, name) > limit]
+        if not problems and self.n_params() > MAX_PARAMS:
+            problems.append(f"{self.n_params():,} parameters is over the limit of {MAX_PARAMS:,}")
         if not (isinstance(self.ln_eps, (int, float)) and 0.0 < self.ln_eps < 1.0):
             problems.append(f"ln_eps must be in (0, 1), got {self.ln_eps!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
@@ -60,6 +69,14 @@ class EncoderConfig:
             problems.append(f"pad_id {self.pad_id!r} is outside the vocabulary of {self.vocab_size}")
         if problems:
             raise BadInput("encoder config: " + "; ".join(problems))
+
+    def n_params(self) -> int:
+        """About how many parameters this config makes (embeddings, blocks, MLM head, projection): an upper-bound
+        check before allocation, not an exact count."""
+        D, F = self.d_model, self.d_ff
+        block = 4 * D * D + 2 * D * F + 9 * D + F
+        return (self.vocab_size + self.max_len + self.type_vocab + 3) * D + self.n_layer * block + D * D + \
+            self.vocab_size + self.proj_dim * (D + 1)
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":

@@ -15,6 +15,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
+from corpus import cache
 from corpus.errors import BadInput, at
 from corpus.paths import atomic_write_text
 
@@ -78,10 +79,16 @@ def build(spec: str, texts_key: str, texts: Callable[[], Iterable[str]], home: P
         return load_bert_uncased()
     key = hashlib.sha256(json.dumps([texts_key, n, tokenizers.__version__]).encode()).hexdigest()[:16]
     path = home / "encoder" / "tokenizers" / f"wordpiece-{n}-{key}.json"
-    if path.is_file():
-        return load(path)
+    data = cache.read_file(path, "tokenizer")
+    if data is not None:
+        try:
+            tk = Tokenizer.from_str(data.decode("utf-8"))
+            check(tk, path)
+            return tk
+        except Exception:  # the library raises a bare Exception; vouched-for bytes that are no tokenizer: rebuilt
+            cache.notice(f"tokenizer cache {path} is not a readable tokenizer; rebuilding it")
     tk = train_wordpiece(texts(), n)
-    atomic_write_text(path, tk.to_str())
+    cache.write_file(path, tk.to_str().encode("utf-8"))
     return tk
 
 

@@ -13,7 +13,7 @@ than pairing a qid with words it was not asked with).
 from pathlib import Path
 
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_bytes, atomic_write_text
+from corpus.paths import atomic_write_bytes, atomic_write_text, staged_folder
 from corpus.qsets import read_set, set_names
 from harness.report import Report
 
@@ -91,10 +91,13 @@ def write(source, folder) -> list[Path]:
     frames = {"summary": tidy(rep)}
     if rep.per_query is not None:
         frames["per_query"] = per_query(rep)
-    for name, df in frames.items():
-        written.append(atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False)))
-        if parquet_available():
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            written.append(atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue()))
+    with staged_folder(folder) as tmp:  # all of them or none: never summary.csv without per_query.csv
+        for name, df in frames.items():
+            atomic_write_text(tmp / f"{name}.csv", df.to_csv(index=False))
+            written.append(folder / f"{name}.csv")
+            if parquet_available():
+                buf = io.BytesIO()
+                df.to_parquet(buf, index=False)
+                atomic_write_bytes(tmp / f"{name}.parquet", buf.getvalue())
+                written.append(folder / f"{name}.parquet")
     return written

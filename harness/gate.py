@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from corpus.errors import BadInput, at
-from corpus.paths import REPO, atomic_write_text
+from corpus.paths import REPO, atomic_write_many, atomic_write_text
 from harness.metrics import paired_p
 from harness.report import Report, git_commit, rel_path
 from harness.runner import RUNS, STAT_TESTS, RunConfig, run_benchmark
-from harness.worst import for_gate
+from harness.worst import for_gate, gate_summary
 
 GATE_SETS = ("keyword", "keyword-xlate", "thematic-test", "thematic-curated", "distractor")
 GATE_RETRIEVERS = ("encoder", "hybrid")
@@ -235,15 +235,17 @@ def cut_baseline(path, sets) -> Report:
 
 def run(candidate, baseline=None, sets=(), tolerance: float = 0.01, alpha: float = 0.05,
         stat_test: str = "student", verdict_path=None, update_baseline: bool = False, allow_dirty: bool = False,
-        worst_n: int = 5, progress=None, repo: Path = REPO, *, home: Path) -> Verdict:
+        worst_n: int = 5, progress=None, repo: Path = REPO, *, home: Path, summary_path=None) -> Verdict:
     """The whole gate: evaluate the candidate (a checkpoint path, or `{spec: options}` for any retriever), compare
-    it with the baseline made from the same specs, write the verdict; with
+    it with the baseline made from the same specs, write the verdict (and, with `summary_path`, its markdown
+    summary, the two together or neither); with
     `update_baseline`, rewrite the baseline from a candidate that passed. With no baseline yet and `update_baseline`,
     the candidate becomes the first baseline (the verdict then has no rows and meta["first_baseline"]).
 
     baseline: default the repository's reports/baseline.json. The run folder goes beside `verdict_path` when one is
     given (nothing is written into reports/runs then), else into reports/runs, with verdict.json inside it.
-    On failure the verdict holds, per failing metric, the `worst_n` queries that fell most. `home`: the cache root."""
+    On failure the verdict holds, per failing metric, the `worst_n` queries that fell most. `home`: the cache root.
+    `summary_path`: the verdict as Markdown too, written together with the verdict (both or neither)."""
     t0 = time.perf_counter()
     sets = check_args(sets, tolerance, alpha, stat_test)
     base_path = Path(baseline) if baseline is not None else BASELINE
@@ -272,7 +274,10 @@ def run(candidate, baseline=None, sets=(), tolerance: float = 0.01, alpha: float
                             "verdict": rel_path(where), "first_baseline": first,
                             "baseline_updated": update_baseline and not failed, "allow_dirty": allow_dirty},
                       worst=for_gate(report, folder, base, failed, n=worst_n, home=home) if failed else {})
-    write_json(where, verdict.to_dict())
+    files = {where: json.dumps(verdict.to_dict(), indent=1, ensure_ascii=False) + "\n"}
+    if summary_path:
+        files[Path(summary_path)] = gate_summary(verdict.to_dict())
+    atomic_write_many(files)
     if update_baseline and not failed:
         to_baseline(report, checkpoint or retrievers, sets, allow_dirty).write_json(base_path)
     return verdict

@@ -7,7 +7,11 @@ judged by pooling (set.json `"pooled": true`, whose qrels hold the 0 grades too)
 judged at all: a system whose verses were never in the pool shows a low value instead of a silently low score.
 """
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,13 +21,32 @@ POOL_METRICS = ("judged@10",)
 LOWER_IS_BETTER = frozenset({"distractor@10"})
 
 
-def configure(cache_root: Path) -> None:
+def configure() -> None:
     """Process state for ranx, set once at the edge (the CLI's main, the test suite's conftest), never per call:
-    numba's compile cache under versebench's cache root (ranx compiles on first use, tens of seconds: once per
-    machine this way) and silence for ranx's and numba's warnings. Must run before ranx is first imported."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(cache_root) / "numba"))
+    where numba keeps ranx's compiled code (see `numba_cache_dir`: not under the cache root) and silence for ranx's
+    and numba's warnings. Must run before ranx is first imported."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
     warnings.filterwarnings("ignore", module="ranx")
     warnings.filterwarnings("ignore", message=".*unsafe cast.*")
+
+
+def numba_cache_dir() -> Path:
+    """Where numba caches ranx's compiled functions: inside the Python environment (`sys.prefix`), beside the
+    installed code, never under the cache root. numba's cache files are pickles that it loads and runs, so they get
+    the trust of the `.pyc` files in `__pycache__`: whoever can write them can already change the code. A cache root
+    can be shared more widely (a CI cache restored from another job); a pickle planted there must never run.
+    Where the environment is not writable, a private folder made for this process (compiled again each run, tens of
+    seconds, but never read from anywhere another user could write)."""
+    target = Path(sys.prefix) / "var" / "versebench" / "numba"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if os.access(target, os.W_OK | os.X_OK):
+            return target
+    except OSError:
+        pass
+    private = Path(tempfile.mkdtemp(prefix="versebench-numba-"))
+    atexit.register(shutil.rmtree, private, True)
+    return private
 
 
 def _ranx():

@@ -173,8 +173,9 @@ class Report:
     @classmethod
     def from_dict(cls, d: dict, where="report") -> "Report":
         for key in ("meta", "results"):
-            if key not in d:
-                raise at(where, None, f"not a versebench report (no {key!r})")
+            if not isinstance(d.get(key), dict):
+                raise at(where, None, f"not a versebench report (no {key!r} object)")
+        check_results(d["results"], where)
         return cls(meta=d["meta"], results=d["results"], per_query=d.get("per_query"),
                    significance=d.get("significance"), by_tag=d.get("by_tag"))
 
@@ -187,7 +188,7 @@ class Report:
                 raise at(path, None, "is a folder without a report.json; give a report file or a run folder")
             path = path / "report.json"
         try:
-            d = json.loads(path.read_text("utf-8"))
+            d = json.loads(path.read_text("utf-8-sig"))  # a byte-order mark from a Windows editor is not an error
         except FileNotFoundError:
             raise at(path, None, "no such report") from None
         except (ValueError, UnicodeDecodeError) as e:
@@ -226,6 +227,21 @@ def new_meta(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
                           "kind": s.meta.get("kind")} for s in sets},
         "timings": timings,
     }
+
+
+def check_results(results: dict, path) -> None:
+    """`results[set][retriever][metric]` is a number everywhere, so what reads a report never meets a string where
+    a score should be (a hand-edited or truncated report); BadInput names the first place that is not."""
+    for set_name, rows in results.items():
+        if not isinstance(rows, dict):
+            raise at(path, None, f"results.{set_name} is not an object")
+        for retriever, metrics in rows.items():
+            if not isinstance(metrics, dict):
+                raise at(path, None, f"results.{set_name}.{retriever} is not an object")
+            for metric, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                    raise at(path, None, f"results.{set_name}.{retriever}.{metric} is {shown}, not a number")
 
 
 def metrics_of(results_for_set: dict) -> list[str]:

@@ -25,11 +25,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corpus import cache
 from corpus.errors import BadInput
 from retrievers.base import check_k, positive_int, strictly_decreasing
 
@@ -59,7 +59,15 @@ class Bm25Retriever:
         self.config = config
         self._ids = corpus.ids
         self.index_dir = ensure_index(corpus, home, on_progress=on_progress)
-        self._searcher = _open_searcher(self.index_dir, len(corpus), config)
+        try:
+            self._searcher = _open_searcher(self.index_dir, len(corpus), config)
+        except UnreadableIndex:
+            # Its manifest vouched for files Lucene cannot read: whoever wrote them wrote the manifest too. Still
+            # damage, not a reason to stop: once more from scratch.
+            cache.notice(f"BM25 index {self.index_dir} cannot be opened by Lucene; rebuilding it")
+            cache.discard(self.index_dir)
+            self.index_dir = ensure_index(corpus, home, on_progress=on_progress)
+            self._searcher = _open_searcher(self.index_dir, len(corpus), config)
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         check_k(k)
@@ -150,7 +158,9 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
     """The corpus's Lucene index, built on first use under the cache root `home`. Returns its folder. A build calls
     `on_progress(done, total)` with the verses indexed so far."""
     final = index_path(corpus, home)
-    if final.is_dir():
+    # Every file's sha256 is checked before Lucene opens any (a zeroed .tim gave wrong numbers, a truncated one a
+    # Java traceback): a damaged index is one notice and a rebuild. Measured cost in reports/perf.md.
+    if cache.check_folder(final, "BM25 index"):
         return final
     if len(corpus) >= 10**6:
         raise BadInput(f"{corpus.corpus_id}: {len(corpus)} verses; docids are six digits")
@@ -159,8 +169,7 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
     prepare()
     from jnius import autoclass
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp = cache.temp_folder(final)
     try:
         start = time.perf_counter()
         # The arguments LuceneIndexer passes, plus document vectors; one thread keeps documents in the order added.
@@ -178,6 +187,7 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
         manifest = {**index_settings(corpus), "verses": len(corpus),
                     "build_seconds": round(time.perf_counter() - start, 2)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        cache.seal_folder(tmp)  # last: a folder without it was never finished
         try:
             os.rename(tmp, final)
         except OSError:
@@ -197,16 +207,22 @@ def _anserini_jar() -> str:
     return jars[-1] if jars else "none"
 
 
+class UnreadableIndex(Exception):
+    """Lucene cannot open the index, or it holds another number of verses than the corpus."""
+
+
 def _open_searcher(index_dir: Path, verses: int, config: Bm25Config):
     from retrievers.pyserini_env import prepare
 
     prepare()
-    from jnius import autoclass
+    from jnius import JavaException, autoclass
 
-    searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir / "lucene"))
+    try:
+        searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir / "lucene"))
+    except JavaException as e:
+        raise UnreadableIndex(str(e).splitlines()[0][:200]) from None
     if searcher.get_total_num_docs() != verses:
-        raise BadInput(f"{index_dir}: index holds {searcher.get_total_num_docs()} verses, corpus has {verses}; "
-                       "delete the folder")
+        raise UnreadableIndex(f"index holds {searcher.get_total_num_docs()} verses, corpus has {verses}")
     searcher.set_bm25(float(config.k1), float(config.b))
     extra = 0
     if isinstance(config, Bm25Rm3Config):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus import cache
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_bytes
 from retrievers.base import stable_scores
 
 
@@ -24,19 +24,22 @@ def cached_vectors(home: Path, model_sha: str, corpus, encode,
     The key holds the model's content hash, so a new checkpoint can never pick up an old checkpoint's vectors.
     """
     path = vectors_path(home, model_sha, corpus.corpus_id)
-    if path.is_file():
+    data = cache.read_file(path, "verse-vector")
+    if data is not None:
         try:
-            vecs = np.load(path, allow_pickle=False)
-            if vecs.shape[0] == len(corpus) and (expect_dim is None or vecs.shape[1] == expect_dim):
+            vecs = np.load(io.BytesIO(data), allow_pickle=False)
+            if vecs.ndim == 2 and vecs.shape[0] == len(corpus) and (expect_dim is None or vecs.shape[1] == expect_dim):
                 return vecs, True
-        except (ValueError, OSError):
-            pass  # a damaged cache file is rebuilt, not trusted
+        except ValueError:
+            pass
+        # the manifest vouched for the bytes, but they are not these vectors: a rebuild, never trusted
+        cache.notice(f"verse-vector cache {path} does not hold {len(corpus)} vectors of this model; rebuilding it")
     vecs = np.ascontiguousarray(encode(list(corpus.texts)), dtype=np.float32)
     if vecs.shape[0] != len(corpus):
         raise BadInput(f"encoder returned {vecs.shape[0]} vectors for {len(corpus)} verses")
     buf = io.BytesIO()
     np.save(buf, vecs, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    cache.write_file(path, buf.getvalue())
     return vecs, False
 
 

@@ -8,8 +8,8 @@ from harness.cli import interrupts
 from harness.cli.home import default_home
 
 # Process state the CLI sets at its edge (harness.cli.main), set once here for tests that call the library in process:
-# ranx's numba cache and warning filters, and a JVM kept off SIGINT/SIGTERM.
-metrics.configure(default_home())
+# where numba caches ranx's compiled code, ranx's warning filters, and a JVM kept off SIGINT/SIGTERM.
+metrics.configure()
 interrupts.keep_jvm_off_signals()
 
 

@@ -120,3 +120,26 @@ def test_unicode_case_folding_is_where_the_backends_differ(home, pg_dsn):
 def test_unreachable_postgres_is_bad_input(home, nt_corpus, tmp_path):
     with pytest.raises(BadInput, match=r"postgresql://u:\*\*\*@/x.*cannot connect to PostgreSQL"):
         base.make("ilike", nt_corpus, dsn=f"postgresql://u:pw@/x?host={tmp_path}&port=1&connect_timeout=2", home=home)
+
+
+def test_an_edited_table_is_noticed_and_loaded_again(home, pg_dsn, nt_corpus, capfd):
+    """2,000 verse texts changed in the table, same row count (ndcg@10 0.621 for 0.877 before the check), or rows
+    deleted: the contents' digest differs from the corpus's, so the next retriever says so and loads it again."""
+    queries = {f"q{i:02d}": q for i, q in enumerate(QUERIES)}
+    clean = base.make("ilike", nt_corpus, dsn=pg_dsn, home=home)
+    want = clean.search(queries, 100)
+    for damage in ("UPDATE {t} SET text = 'love love love' WHERE pos < 2000",
+                   "DELETE FROM {t} WHERE pos % 7 = 3",
+                   "UPDATE {t} SET id = CASE WHEN pos = 5 THEN (SELECT id FROM {t} WHERE pos = 6) "
+                   "ELSE (SELECT id FROM {t} WHERE pos = 5) END WHERE pos IN (5, 6)"):
+        clean._conn.execute(damage.format(t=clean._table))
+        capfd.readouterr()
+        again = base.make("ilike", nt_corpus, dsn=pg_dsn, home=home)
+        err = capfd.readouterr().err
+        assert err.count("\n") == 1 and "notice:" in err and "loading it again" in err, err
+        assert again.search(queries, 100) == want
+        again.close()
+    capfd.readouterr()
+    base.make("ilike", nt_corpus, dsn=pg_dsn, home=home).close()  # intact now: no notice
+    assert capfd.readouterr().err == ""
+    clean.close()

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from corpus.errors import BadInput
-from corpus.paths import atomic_write_text
+from corpus.paths import atomic_write_text, check_writable, staged_folder
 from harness import compare as C
 from harness import gate as G
 from harness import worst as W
@@ -51,12 +51,13 @@ def gate(
     else:
         candidate = checkpoint
     label = checkpoint or G.describe(candidate)
+    for path, flag in ((verdict_path, "--verdict"), (summary, "--summary")):
+        if path:
+            check_writable(path, flag, folder=False)  # now, not after the evaluation
     err = Console(stderr=True)
     with Bars(quiet=as_json, console=err) as bars:
         verdict = G.run(candidate, baseline, set_, tolerance, alpha, stat_test, verdict_path, update_baseline,
-                        allow_dirty, progress=bars.for_run(), home=default_home())
-    if summary:
-        atomic_write_text(summary, W.gate_summary(verdict.to_dict()))
+                        allow_dirty, progress=bars.for_run(), home=default_home(), summary_path=summary)
     if as_json:
         emit_json(verdict.to_dict())
     elif verdict.meta["first_baseline"]:
@@ -86,12 +87,16 @@ def compare(
     and, where the reports pair up as A and B, a per-query scatter PNG."""
     if worst is not None and worst < 1:
         raise BadInput(f"--worst must be at least 1, got {worst}")
+    folder = Path(out) if out else C.default_out()
+    check_writable(folder, "--out", folder=True)
+    if csv:
+        check_writable(csv, "--csv", folder=True)
     loaded = [(p, C.load(p)) for p in reports]
     table = C.combine(loaded, only=tuple(retriever))
-    folder = Path(out) if out else C.default_out()
-    written = C.write(table, folder, metric)
-    views, more = W.for_compare(loaded, tuple(retriever), metric, worst, folder, home=default_home())
-    written += more
+    with staged_folder(folder) as tmp:  # compare.md and every PNG it links, or nothing
+        written = C.write(table, tmp, metric)
+        views, more = W.for_compare(loaded, tuple(retriever), metric, worst, tmp, home=default_home())
+        written = [folder / p.relative_to(tmp) for p in written + more]
     frames_written = write_frames(table, csv)
     if as_json:
         emit_json({**table.to_dict(), "worst": views} if worst else table.to_dict())

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from corpus.bible import load_corpus
 from corpus.errors import BadInput
+from corpus.paths import check_writable
 from harness import runner
 from harness.cli import render, specs
 from harness.cli.common import emit_json
@@ -46,6 +47,9 @@ def run(
     csv: str = typer.Option(None, "--csv", help="Also write the results as DataFrames (CSV, Parquet) to this folder."),
 ):
     """Run retrievers over query sets, evaluate with ranx, write runs and reports under reports/runs/."""
+    for path, flag in ((out, "--out"), (csv, "--csv")):
+        if path:
+            check_writable(path, flag, folder=True)  # now, not after the whole run
     ext = runner.external(queries, qrels, distractors)
     names = specs.expand_retrievers(retriever)
     cfg = runner.RunConfig(retrievers=names, sets=tuple(set_), scope=scope, translation=translation, k=k,

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from corpus.errors import BadInput
+from corpus.paths import check_writable
 from harness.cli.common import emit_json
 from harness.cli.home import default_home
 
@@ -334,6 +335,7 @@ def export_cmd(checkpoint: str = typer.Option(..., "--checkpoint", help="our che
     from encoder import checkpoint as ckpt
     from encoder import hf
 
+    check_writable(out, "--out", folder=True)
     path = hf.resolve(checkpoint)
     loaded = ckpt.load(path)
     folder = hf.export(loaded.model, loaded.tokenizer, out, {"checkpoint": str(checkpoint),
