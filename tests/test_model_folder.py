@@ -146,4 +146,6 @@ def test_worst_queries_of_a_folder_no_longer_there_are_unknown_not_an_error(home
     meta = {"run": {"options": {"dense": {"model": "(outside the repository)/st"}}, "k": 100},
             "retrievers": {"dense": {"name": "dense", "model": "(outside the repository)/st"}},
             "checkpoint_sha256": {}, "corpus": {"id": nt_corpus.corpus_id, "translation": "web", "scope": "nt"}}
-    assert search_again({"meta": meta}, "dense", "distractor", ["ds-001"], home=home) is None
+    from harness.report import Report
+
+    assert search_again(Report(meta=meta, results={}), "dense", "distractor", ["ds-001"], home=home) is None
