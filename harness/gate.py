@@ -22,7 +22,7 @@ from harness.report import Report, git_commit, rel_path
 from harness.runner import RUNS, STAT_TESTS, RunConfig, run_benchmark
 from harness.worst import for_gate, gate_summary
 
-GATE_SETS = ("keyword", "keyword-xlate", "thematic-test", "thematic-curated", "distractor")
+GATE_SETS = ("keyword", "keyword-xlate", "thematic-test", "thematic-curated", "distractor", "thematic-natural-test")
 GATE_RETRIEVERS = ("encoder", "hybrid")
 GATE_METRICS = ("ndcg@10", "recall@100")
 BASELINE = REPO / "reports" / "baseline.json"
