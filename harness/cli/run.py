@@ -27,6 +27,17 @@ def write_frames(report, folder: str | None) -> str:
     return f"; DataFrames in {folder} ({', '.join(p.name for p in written)})"
 
 
+def show_report(report, folder, csv: str | None, as_json: bool, written: str) -> None:
+    """What `bench run` and `bench eval` print at the end: the report JSON, or its tables and where it went (and the
+    DataFrames, with --csv)."""
+    frames_written = write_frames(report, csv)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    render.result_tables(report, Console())
+    Console().print(f"{written} written to {folder}" + frames_written)
+
+
 def run(
     retriever: list[str] = typer.Option(["bm25"], "--retriever", "-r", help=specs.RETRIEVER_HELP),
     option: list[str] = typer.Option([], "--option", "-o", help=specs.OPTION_HELP),
@@ -59,12 +70,7 @@ def run(
         cfg = replace(cfg, out_root=Path(out))
     with Bars(quiet=as_json) as bars:
         report, folder = runner.run_benchmark(cfg, external=ext, progress=bars.for_run(), home=default_home())
-    frames_written = write_frames(report, csv)
-    if as_json:
-        emit_json(report.to_dict())
-        return
-    render.result_tables(report, Console())
-    Console().print(f"runs and report written to {folder}" + frames_written)
+    show_report(report, folder, csv, as_json, "runs and report")
 
 
 def search(
@@ -153,12 +159,7 @@ def eval_(
         cfg = replace(cfg, out_root=Path(out))
     with Bars(quiet=as_json) as bars:
         report, folder = evaluate_run_files(runs, cfg, ext, progress=bars.for_run(), home=default_home())
-    frames_written = write_frames(report, csv)
-    if as_json:
-        emit_json(report.to_dict())
-        return
-    render.result_tables(report, Console())
-    Console().print(f"report written to {folder}" + frames_written)
+    show_report(report, folder, csv, as_json, "report")
 
 
 def with_retriever_names(command):
