@@ -105,17 +105,18 @@ def by_tag(tags: dict, per_query: dict, stat_test: str = "student") -> dict:
     out = {}
     for tag in sorted(set(tags.values())):
         qids = sorted(q for q, t in tags.items() if t == tag)
-        results, sig = {}, {}
-        for r, ms in per_query.items():
-            results[r] = {m: sum(v[q] for q in qids if q in v) / max(sum(q in v for q in qids), 1)
-                          for m, v in ms.items()}
-        for a, ms in per_query.items():
-            for b in per_query:
-                if a != b:
-                    for m, v in ms.items():
-                        sig.setdefault(m, {}).setdefault(a, {})[b] = paired_p(
-                            {q: v[q] for q in qids if q in v}, {q: x for q, x in per_query[b][m].items() if q in qids},
-                            stat_test)
+        keep = set(qids)
+        values = {r: {m: {q: x for q, x in v.items() if q in keep} for m, v in ms.items()}
+                  for r, ms in per_query.items()}
+        results = {r: {m: sum(v.values()) / max(len(v), 1) for m, v in ms.items()} for r, ms in values.items()}
+        sig: dict = {}
+        names = list(values)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                for m, v in values[a].items():  # the paired test is symmetric: once per pair, stored both ways
+                    p = paired_p(v, values[b][m], stat_test)
+                    sig.setdefault(m, {}).setdefault(a, {})[b] = p
+                    sig[m].setdefault(b, {})[a] = p
         out[tag] = {"qids": qids, "results": results, "significance": sig}
     return out
 

@@ -101,12 +101,13 @@ def evaluate_set(qs: QuerySet, runs: dict[str, dict], stat_test: str) -> dict:
     """One set's parts of a Report: {"results": {retriever: {metric: mean}}, "per_query": {retriever: {metric: {qid:
     value}}}, "significance": {metric: {retriever: {other: p}}}, and for a tagged set "by_tag" (metrics.by_tag)}."""
     results, per_query = {}, {}
+    pooled = judged_by_pooling(qs)
     for name, run in runs.items():
         means, pq = M.evaluate(qs.qrels, run, M.METRICS, name=name)
         if qs.distractors is not None:
             dm, dpq = M.distractor_metrics(run, qs.qrels, qs.distractors)
             means, pq = {**means, **dm}, {**pq, **dpq}
-        if judged_by_pooling(qs):
+        if pooled:
             jm, jpq = M.judged_at(run, qs.qrels)
             means, pq = {**means, **jm}, {**pq, **jpq}
         results[name], per_query[name] = means, pq
