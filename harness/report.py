@@ -314,28 +314,37 @@ def to_markdown(report: Report, title: str = "versebench run") -> str:
     return "\n".join(lines)
 
 
-def tag_table(report: Report, set_name: str, metric: str = "ndcg@10") -> list[str]:
-    """Markdown lines: `metric` by query tag, a column per retriever, letters as in the set's table (the paired test
-    run on the tag's queries alone). Empty for a set without tags."""
+def tag_table_rows(report: Report, set_name: str, metric: str = "ndcg@10") -> tuple[list[str], list[list[str]]] | None:
+    """A tagged set's `metric` by tag, as `set_table_rows` gives a set: a header (tag, then a column per retriever
+    lettered as in the set's table) and a row per tag (bold: best in the row; letters from the paired test on the
+    tag's queries alone). None for a set without tags."""
     tags = (report.by_tag or {}).get(set_name)
     if not tags:
-        return []
+        return None
     names = list(report.results[set_name])
-    head = [f"### {set_name} by query tag ({metric})", "", "| tag (queries) | " + " | ".join(
-        f"{chr(ord('a') + i)} {n}" for i, n in enumerate(names)) + " |", "|" + "---|" * (len(names) + 1)]
     rows = []
     for tag, t in tags.items():
         res = t["results"]
         best = max(res[n].get(metric, float("-inf")) for n in names)
-        cells = []
+        cells = [f"{tag} ({len(t['qids'])})"]
         for n in names:
             v = res[n].get(metric)
             txt = "" if v is None else f"{v:.3f}"
             if v is not None and v == best and len(names) > 1:
                 txt = f"**{txt}**"
             cells.append(txt + markers(t["significance"], metric, n, names, res))
-        rows.append(f"| {tag} ({len(t['qids'])}) | " + " | ".join(cells) + " |")
-    return head + rows + [""]
+        rows.append(cells)
+    return ["tag (queries)", *(f"{chr(ord('a') + i)} {n}" for i, n in enumerate(names))], rows
+
+
+def tag_table(report: Report, set_name: str, metric: str = "ndcg@10") -> list[str]:
+    """Markdown lines of `tag_table_rows`; empty for a set without tags."""
+    table = tag_table_rows(report, set_name, metric)
+    if table is None:
+        return []
+    header, rows = table
+    return ([f"### {set_name} by query tag ({metric})", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows] + [""])
 
 
 def require_same_basis(a: Report, b: Report, a_name: str, b_name: str) -> None:

@@ -28,21 +28,17 @@ def result_tables(report: R.Report, console: Console) -> None:
 
 
 def tag_table(report: R.Report, set_name: str, metric: str = "ndcg@10") -> Table | None:
-    """A tagged set's `metric` by tag: a row per tag, a column per retriever, letters from the paired test on the
-    tag's queries alone (the terminal's form of report.tag_table); None for an untagged set."""
-    tags = (report.by_tag or {}).get(set_name)
-    if not tags:
+    """The terminal's form of report.tag_table_rows (no markdown bold, as in result_tables); None for an untagged
+    set."""
+    table_rows = R.tag_table_rows(report, set_name, metric)
+    if table_rows is None:
         return None
-    names = list(report.results[set_name])
+    header, rows = table_rows
     table = Table(title=f"{set_name} by query tag ({metric})", title_justify="left")
-    table.add_column("tag (queries)")
-    for i, n in enumerate(names):
-        table.add_column(f"{chr(ord('a') + i)} {n}", justify="right")
-    for tag, part in tags.items():
-        res = part["results"]
-        cells = [("" if res[n].get(metric) is None else f"{res[n][metric]:.3f}")
-                 + R.markers(part["significance"], metric, n, names, res) for n in names]
-        table.add_row(f"{tag} ({len(part['qids'])})", *cells)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*[c.replace("**", "") for c in r])
     return table
 
 
