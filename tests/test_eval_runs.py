@@ -116,3 +116,14 @@ def test_bench_eval_on_an_external_set_with_frames(made, tmp_path):
         assert got["per_query"]["q"]["bm25"]["ndcg@10"][qid] == report.per_query["distractor"]["bm25"]["ndcg@10"][qid]
     assert (tmp_path / "csv" / "summary.csv").is_file() and (tmp_path / "csv" / "per_query.csv").is_file()
     assert_one_line_error(bench("eval", str(r), "--out", str(tmp_path / "o2")), "-s SET")
+
+
+def test_unwritable_csv_is_refused_before_anything_is_scored(made, tmp_path):
+    """As `bench run` does: a --csv that is a file is one line, exit 2, and no report folder is left half-done."""
+    report, folder = made
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    p = bench("eval", str(folder / "runs" / "distractor" / "bm25.trec"), "-s", "distractor",
+              "--out", str(tmp_path / "out"), "--csv", str(a_file))
+    assert_one_line_error(p, "--csv")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

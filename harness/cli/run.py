@@ -27,6 +27,13 @@ def write_frames(report, folder: str | None) -> str:
     return f"; DataFrames in {folder} ({', '.join(p.name for p in written)})"
 
 
+def check_outputs(out: str | None, csv: str | None) -> None:
+    """`--out` and `--csv` checked writable now, not after the whole run has been made (then refused)."""
+    for path, flag in ((out, "--out"), (csv, "--csv")):
+        if path:
+            check_writable(path, flag, folder=True)
+
+
 def show_report(report, folder, csv: str | None, as_json: bool, written: str) -> None:
     """What `bench run` and `bench eval` print at the end: the report JSON, or its tables and where it went (and the
     DataFrames, with --csv)."""
@@ -58,9 +65,7 @@ def run(
     csv: str = typer.Option(None, "--csv", help="Also write the results as DataFrames (CSV, Parquet) to this folder."),
 ):
     """Run retrievers over query sets, evaluate with ranx, write runs and reports under reports/runs/."""
-    for path, flag in ((out, "--out"), (csv, "--csv")):
-        if path:
-            check_writable(path, flag, folder=True)  # now, not after the whole run
+    check_outputs(out, csv)
     ext = runner.external(queries, qrels, distractors)
     names = specs.expand_retrievers(retriever)
     cfg = runner.RunConfig(retrievers=names, sets=tuple(set_), scope=scope, translation=translation, k=k,
@@ -150,6 +155,7 @@ def eval_(
     significance, report folder (and DataFrames with --csv). Each run is a row, named by its tag."""
     from harness.runfiles import evaluate_run_files
 
+    check_outputs(out, csv)
     ext = runner.external(queries, qrels, distractors)
     if (set_ is None) == (ext is None):
         raise BadInput("give the runs' query set: -s SET, or --queries and --qrels (not both)")
