@@ -41,7 +41,8 @@ def interpolate(start: str, finetuned, alpha: float, out, *, half: bool = True) 
     """Write the checkpoint (1 - alpha) * start + alpha * finetuned to `out` (atomically). `start` is a checkpoint
     folder or "minilm"; both must have the same architecture and vocabulary. `half`: float16 weights, as committed."""
     alpha = check_alpha(alpha)
-    a, b = ckpt.load(hf.resolve(start)), ckpt.load(finetuned)
+    start_path = hf.resolve(start)
+    a, b = ckpt.load(start_path), ckpt.load(finetuned)
     if a.config["model"] != b.config["model"]:
         diff = sorted(k for k in b.config["model"] if a.config["model"].get(k) != b.config["model"][k])
         raise BadInput(f"{start} and {finetuned} have different model configs ({', '.join(diff)})")
@@ -49,7 +50,7 @@ def interpolate(start: str, finetuned, alpha: float, out, *, half: bool = True) 
         raise BadInput(f"{start} and {finetuned} have different vocabularies")
     model = Encoder(b.model.cfg)
     model.load_state_dict(mix(a.model.state_dict(), b.model.state_dict(), alpha))
-    recipe = {"start": {"path": hf.shown(hf.resolve(start)), "sha256": ckpt.sha256(hf.resolve(start))},
+    recipe = {"start": {"path": hf.shown(start_path), "sha256": ckpt.sha256(start_path)},
               "finetuned": {"path": str(finetuned), "sha256": ckpt.sha256(finetuned)}, "alpha": alpha}
     config = {k: v for k, v in b.config.items() if k != "format"} | {"interpolate": recipe}
     manifest = {"interpolate": recipe, "finetuned_manifest": b.manifest}

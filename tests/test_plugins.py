@@ -224,6 +224,8 @@ def test_gate_judges_a_plugin_against_a_baseline_from_the_same_spec(site, tmp_pa
     gate = ("gate", "-s", "keyword", "-s", "keyword-xlate", "--baseline", b)
     first = bench(site, *gate, "-r", "verse_overlap:make", "--update-baseline", "--allow-dirty")
     assert first.returncode == 0 and "wrote one from verse_overlap:make" in first.stderr, first.stderr[-2000:]
+    said = " ".join(first.stderr.split())  # the baseline named as the verdict names it, never this machine's path
+    assert "no baseline at (outside the repository)/baseline.json" in said and str(tmp_path) not in said
     assert json.loads(Path(b).read_text())["meta"]["gate"]["retrievers"] == ["verse_overlap:make"]
     same = bench(site, *gate, "-r", "verse_overlap:make", "--verdict", str(tmp_path / "same.json"))
     assert same.returncode == 0, same.stderr[-2000:]

@@ -61,7 +61,7 @@ def gate(
     if as_json:
         emit_json(verdict.to_dict())
     elif verdict.meta["first_baseline"]:
-        err.print(f"no baseline at {baseline or G.BASELINE}: wrote one from {label}")
+        err.print(f"no baseline at {verdict.baseline}: wrote one from {label}")
         return
     else:
         render.verdict(verdict, label, baseline or G.BASELINE, verdict_path, Console())
@@ -69,7 +69,7 @@ def gate(
         err.print(f"gate failed: significant drops in {', '.join(verdict.failed)}")
         raise typer.Exit(1)
     if verdict.meta["baseline_updated"]:
-        err.print(f"baseline {baseline or G.BASELINE} updated from {label}"
+        err.print(f"baseline {verdict.baseline} updated from {label}"
                   + (" (from a dirty work tree: --allow-dirty)" if allow_dirty else ""))
 
 
