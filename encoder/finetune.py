@@ -57,7 +57,7 @@ class FinetuneConfig:
     learn_temperature: bool = True
     temperature_lr: float = 1e-2       # peak lr of log(1/temperature); same schedule as the model
     max_len: int = 64                  # word pieces per text, [CLS] and [SEP] included
-    mix: tuple[float, ...] = (0.2, 0.4, 0.4)  # draw weights of xlate / span / naves (/ comment) pairs
+    mix: tuple[float, ...] = (0.2, 0.4, 0.4)  # draw weights of xlate / span / naves (/ comment / natural) pairs
     web_share: float = 0.5             # share of positives in the WEB (the corpus searched) when the WEB has the verse
     translations: tuple[str, ...] = ("web", "kjv", "asv", "ylt", "dar")
     naves: bool = True
@@ -217,8 +217,10 @@ def finetune(cfg: FinetuneConfig, *, home: Path, resume: bool = False, overwrite
 
 
 def build_pairs(cfg: FinetuneConfig, val_fraction: float, home: Path) -> P.PairData:
+    weights = P.check_mix(cfg.mix)
     return P.build(cfg.translations, val_fraction=val_fraction, naves=cfg.naves, naves_holdout=cfg.naves_holdout,
-                   limit=cfg.limit, commentary=P.check_mix(cfg.mix)[3] > 0, home=home)
+                   limit=cfg.limit, commentary=weights[3] > 0, natural=P.NATURAL_FILE if weights[4] > 0 else None,
+                   home=home)
 
 
 def _finetune(cfg, d, device, resume, overwrite, on_step, pairs, home) -> Path:

@@ -1,10 +1,15 @@
 """Contrastive training pairs for `bench finetune`, built so that no evaluation label reaches training.
 
-Three kinds of (anchor, positive) pairs; the positive is always a whole verse, and every pair names its verse id:
-  xlate  the same verse in two translations (remembered wording is another translation's wording);
-  span   a 4-12 word span of a verse in one translation -> the whole verse in another (what a person types);
-  naves  a Nave's Topical Bible topic/subtopic label, worded exactly like the thematic queries
-         (`corpus.qrels_build.query_text`) -> one of the verses Nave lists under it.
+Kinds of (anchor, positive) pairs; the positive is always a whole verse, and every pair names its verse id:
+  xlate    the same verse in two translations (remembered wording is another translation's wording);
+  span     a 4-12 word span of a verse in one translation -> the whole verse in another (what a person types);
+  naves    a Nave's Topical Bible topic/subtopic label, worded exactly like the thematic queries
+           (`corpus.qrels_build.query_text`) -> one of the verses Nave lists under it;
+  comment  a sentence of Matthew Henry's commentary -> a verse of the passage it comments on;
+  natural  a query in people's words written for a TRAINING Nave label (data/natural-anchors/) -> one of that
+           label's verses. It rides on the label: a label that is held out, forbidden or without training verses
+           takes its natural anchors out with it, and a natural anchor shares its label's batch key (the label's
+           other verses would be false negatives for it).
 
 What is held out, and why:
 - Nave's topics whose head word (`corpus.qrels_build.split_unit`) is the head word of a topic with a query in
@@ -35,11 +40,14 @@ from corpus import naves as N
 from corpus.bible import TRANSLATIONS, load_corpus, sword_dir
 from corpus.commentary import read_passages, sentences
 from corpus.errors import BadInput
+from corpus.paths import REPO
 from corpus.qrels_build import TOPICS_FILE, query_text, split_unit, test_topic_keys
 from corpus.qsets import QRELS_DIR, read_qrels, read_queries, set_names
 from encoder.data import heldout
 
-KINDS = ("xlate", "span", "naves", "comment")
+KINDS = ("xlate", "span", "naves", "comment", "natural")
+NATURAL_FILE = REPO / "data" / "natural-anchors" / "anchors.tsv"
+NATURAL_NEAR = 0.8  # token Jaccard at which a natural anchor counts as a rewrite of an evaluation query
 SPAN_MIN, SPAN_MAX = 4, 12
 NAVES_HOLDOUTS = ("test", "dev+test")
 XLATE_SET = "keyword-xlate"
@@ -73,7 +81,9 @@ class PairData:
     comment_anchors: tuple[str, ...] = ()       # commentary sentences and chapter-outline lines
     comment_train: tuple[np.ndarray, ...] = ()  # per anchor: its training verse indices (anchors with none dropped)
     comment_val: tuple[tuple[int, int], ...] = ()  # (anchor index, held-out verse index)
-    comment_passage: tuple[int, ...] = ()       # per anchor: its passage (two anchors of one passage never share a batch)
+    comment_passage: tuple[int, ...] = ()       # per anchor: its passage (two of one passage never share a batch)
+    natural_anchors: tuple[str, ...] = ()       # queries in people's words for training Nave labels
+    natural_label: tuple[int, ...] = ()         # per anchor: its Nave label (index into naves_labels)
 
 
 def norm(text: str) -> str:
@@ -114,9 +124,10 @@ def _words(text: str) -> list[str]:
 
 def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: float = 0.02, naves: bool = True,
           naves_holdout: str = "dev+test", limit: int | None = None, root: Path = QRELS_DIR,
-          commentary: bool = False, home: Path) -> PairData:
+          commentary: bool = False, natural: Path | None = None, home: Path) -> PairData:
     """Every pair source, with the hold-outs applied. `limit`: only the first N verse ids (tests, smoke runs).
-    `root`: the committed query sets; `home`: the cache root the corpora are read from."""
+    `root`: the committed query sets; `home`: the cache root the corpora are read from; `natural`: a natural-anchors
+    file (label TAB style TAB query), or None for none."""
 
     translations = tuple(translations)
     bad = [t for t in translations if t not in TRANSLATIONS]
@@ -143,6 +154,7 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
     labels, naves_train, naves_val, topics_used, nstats = _naves(
         naves, naves_holdout, root, ids, pos, held, any_text, forbidden, frozenset(kjv_ids))
     comment = _commentary(pos, held, in_x, any_text, forbidden) if commentary else None
+    nat_anchors, nat_label, nat_stats = _natural(natural, labels, len(naves_train), root) if natural else ((), (), None)
     n_tr = len(translations)
     stats = {
         "translations": list(translations),
@@ -159,11 +171,13 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
                  "span_words": [SPAN_MIN, SPAN_MAX]},
         "naves": nstats,
         **({"comment": comment[4]} if comment else {}),
+        **({"natural": nat_stats} if nat_stats else {}),
         "forbidden_anchor_texts": len(forbidden),
         "max_translations_per_verse": n_tr,
     }
     return PairData(translations, tuple(ids), texts, train_verses, val_verses, tuple(labels), tuple(naves_train),
-                    tuple(naves_val), forbidden, tuple(topics_used), hold_x, stats, *(comment[:4] if comment else ()))
+                    tuple(naves_val), forbidden, tuple(topics_used), hold_x, stats,
+                    *(comment[:4] if comment else ((), (), (), ())), nat_anchors, nat_label)
 
 
 def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forbidden, known):
@@ -228,6 +242,46 @@ def _naves(naves: bool, naves_holdout: str, root, ids, pos, held, any_text, forb
     return labels, naves_train, naves_val, topics_used, nstats
 
 
+def read_natural(path: Path) -> list[tuple[str, str, str]]:
+    """(label, style, query) rows of a natural-anchors file; '#' lines are comments."""
+    rows = []
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: cannot read the natural anchors ({e.__class__.__name__})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3 or not all(x.strip() for x in parts):
+            raise BadInput(f"{path}:{n}: expected label<TAB>style<TAB>query")
+        rows.append((parts[0], parts[1], parts[2]))
+    return rows
+
+
+def _natural(path: Path, labels: list[str], n_train: int, root) -> tuple[tuple, tuple, dict]:
+    """Natural anchors whose label is a TRAINING label (the first `n_train` of `labels`), minus any anchor that is,
+    or nearly is (token Jaccard >= NATURAL_NEAR), a query of a committed set."""
+    train_label = {t: k for k, t in enumerate(labels[:n_train])}
+    evals = [frozenset(q.split()) for q in eval_queries(root)]
+    anchors, label_of = [], []
+    stats = {"file": str(Path(path).relative_to(REPO) if Path(path).is_relative_to(REPO) else path), "rows": 0,
+             "label_not_in_training": 0, "near_an_evaluation_query": 0}
+    for label, _style, query in read_natural(path):
+        stats["rows"] += 1
+        if label not in train_label:
+            stats["label_not_in_training"] += 1
+            continue
+        w = frozenset(norm(query).split())
+        if any(len(w & e) >= NATURAL_NEAR * len(w | e) for e in evals):
+            stats["near_an_evaluation_query"] += 1
+            continue
+        anchors.append(query)
+        label_of.append(train_label[label])
+    stats.update(anchors=len(anchors), labels=len(set(label_of)))
+    return tuple(anchors), tuple(label_of), stats
+
+
 def _commentary(pos, held, in_x, any_text, forbidden):
     """Matthew Henry's commentary sentences and chapter-outline lines -> the verses their passage comments on.
     Held-out verses become validation pairs; keyword-xlate verses are never a positive."""
@@ -282,6 +336,8 @@ def span_of(text: str, rng: np.random.Generator) -> str:
 
 def draw(pd: PairData, kind: str, rng: np.random.Generator, web_share: float, split: str = "train") -> Pair | None:
     """One random pair of `kind` (None when the draw is unusable; the caller draws again)."""
+    if kind == "natural":
+        return _draw_natural(pd, rng, web_share, split)
     if kind in ("naves", "comment"):  # a text about several verses -> one of them
         anchors, train, val = ((pd.naves_labels, pd.naves_train, pd.naves_val) if kind == "naves" else
                                (pd.comment_anchors, pd.comment_train, pd.comment_val))
@@ -313,11 +369,31 @@ def draw(pd: PairData, kind: str, rng: np.random.Generator, web_share: float, sp
     return Pair(kind, anchor, pd.texts[p_t][k], pd.ids[k], f"verse:{pd.ids[k]}", a_t, p_t)
 
 
+def _draw_natural(pd: PairData, rng: np.random.Generator, web_share: float, split: str) -> Pair | None:
+    """A natural anchor -> a verse of its label: a training verse, or for validation a held-out one."""
+    if not pd.natural_anchors:
+        return None
+    n = int(rng.integers(len(pd.natural_anchors)))
+    li = pd.natural_label[n]
+    if split == "train":
+        k = int(pd.naves_train[li][rng.integers(len(pd.naves_train[li]))])
+    else:
+        held = [k for l, k in pd.naves_val if l == li]
+        if not held:
+            return None
+        k = held[int(rng.integers(len(held)))]
+    tr = _pick_translations(pd, k, rng, web_share, anchor_needed=False)
+    if tr is None:
+        return None
+    return Pair("natural", pd.natural_anchors[n], pd.texts[tr[1]][k], pd.ids[k], f"naves:{li}", None, tr[1])
+
+
 def check_mix(mix) -> tuple[float, ...]:
-    """Draw weights per kind, normalised. Three weights are a mix from before the commentary kind (its weight 0)."""
+    """Draw weights per kind, normalised. Three or four weights are a mix from before the commentary or the natural
+    kind (the missing kinds get weight 0, and the batches draw exactly as they did)."""
     mix = tuple(float(x) for x in mix)
-    if len(mix) == len(KINDS) - 1:
-        mix += (0.0,)
+    if len(KINDS) - 2 <= len(mix) < len(KINDS):
+        mix += (0.0,) * (len(KINDS) - len(mix))
     if len(mix) != len(KINDS) or any(x < 0 for x in mix) or not sum(mix) > 0:
         raise BadInput(f"pair mix must be {len(KINDS)} non-negative weights for {'/'.join(KINDS)}, got {mix}")
     return tuple(x / sum(mix) for x in mix)
@@ -328,7 +404,7 @@ def sample_batch(pd: PairData, batch_size: int, seed: int, step: int, mix=(0.2, 
     """The global batch of `step`: a function of (seed, step) alone; no verse id, Nave label or commentary passage
     twice."""
     weights = check_mix(mix)
-    empty = (False, False, not pd.naves_train, not pd.comment_train)  # kinds with nothing to draw from
+    empty = (False, False, not pd.naves_train, not pd.comment_train, not pd.natural_anchors)  # nothing to draw from
     if any(w > 0 and e for w, e in zip(weights, empty)):
         weights = check_mix(tuple(0.0 if e else w for w, e in zip(weights, empty)))
     rng = np.random.default_rng([seed, step, 2])

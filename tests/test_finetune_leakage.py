@@ -1,5 +1,5 @@
 """No evaluation label reaches the fine-tuning pairs. Builds the real pair lists (all five translations, Nave's
-Topical Bible, Matthew Henry's commentary) and draws real batches; trains nothing."""
+Topical Bible, Matthew Henry's commentary, the natural anchors) and draws real batches; trains nothing."""
 
 import json
 
@@ -16,10 +16,10 @@ CURATED = ("thematic-curated", "keyword", "distractor")
 
 @pytest.fixture(scope="module", params=["dev+test", "test"])
 def built(home, request):
-    return P.build(naves_holdout=request.param, commentary=True, home=home)
+    return P.build(naves_holdout=request.param, commentary=True, natural=P.NATURAL_FILE, home=home)
 
 
-MIX = (0.2, 0.3, 0.3, 0.2)
+MIX = (0.2, 0.3, 0.3, 0.1, 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,10 @@ def test_batches_hold_each_verse_and_label_once(batches):
     for b in batches:
         assert len(b) == 256
         assert len({p.verse for p in b}) == 256
-        labels = [p.anchor_key for p in b if p.kind in ("naves", "comment")]
-        assert len(labels) == len(set(labels))  # one commentary passage at most once: its verses are all positives
+        labels = [p.anchor_key for p in b if p.kind in ("naves", "comment", "natural")]
+        # one commentary passage, and one Nave label with its natural anchors, at most once: its verses are all
+        # positives for each of its anchors
+        assert len(labels) == len(set(labels))
     kinds = {p.kind for b in batches for p in b}
     assert kinds == set(P.KINDS)
 
@@ -159,3 +161,56 @@ def test_a_mix_from_before_the_commentary_draws_as_it_did(built):
     assert P.check_mix((0.2, 0.4, 0.4)) == P.check_mix((0.2, 0.4, 0.4, 0.0))
     assert P.sample_batch(built, 64, 0, 5, (0.2, 0.4, 0.4)) == P.sample_batch(built, 64, 0, 5, (0.2, 0.4, 0.4, 0))
     assert not [p for p in P.sample_batch(built, 256, 0, 5, (0.2, 0.4, 0.4)) if p.kind == "comment"]
+
+
+def test_natural_anchors_ride_on_training_labels_only(built, batches):
+    """A natural anchor is drawn only for a label that is itself a training label; the label's hold-out takes its
+    anchors out, and no anchor is (nearly) a query of a committed set."""
+    stats = built.stats["natural"]
+    rows = P.read_natural(P.NATURAL_FILE)
+    assert stats["rows"] == len(rows) >= 900 and stats["anchors"] >= 800
+    train_labels = set(built.naves_labels[:len(built.naves_train)])
+    assert all(built.naves_labels[li] in train_labels for li in built.natural_label)
+    # which labels a hold-out removes is real: the 'test' hold-out keeps dev topics, so it keeps at least as many
+    if stats.get("label_not_in_training"):
+        assert {r[0] for r in rows} - train_labels
+    drawn = [p for b in batches for p in b if p.kind == "natural"]
+    assert len(drawn) > 1000
+    label_of = dict(zip(built.natural_anchors, built.natural_label))
+    for p in drawn[:500]:  # the positive is a training verse of the anchor's own label, keyed by that label
+        li = label_of[p.anchor]
+        assert p.anchor_key == f"naves:{li}"
+        assert built.ids.index(p.verse) in set(built.naves_train[li].tolist())
+    natural_evals = {**queries("thematic-natural-dev"), **queries("thematic-natural-test")}
+    assert not near_duplicates(natural_evals, list(built.natural_anchors))
+    assert not {P.norm(a) for a in built.natural_anchors} & built.forbidden
+
+
+def test_natural_anchors_near_an_evaluation_query_are_dropped(home, tmp_path):
+    """The near-duplicate guard fires: an anchor one word away from a committed query is refused, a fresh one kept."""
+    pd0 = P.build(naves_holdout="dev+test", limit=2000, home=home)
+    label = pd0.naves_labels[0]
+    q = next(iter(queries("thematic-natural-dev").values()))
+    words = q.split()
+    near = " ".join(words + ["today"]) if len(words) >= 5 else q
+    f = tmp_path / "anchors.tsv"
+    f.write_text(f"{label}\tsentence\t{near}\n{label}\tquestion\tzzz qqq www unusual words\n"
+                 f"not a label at all\tquestion\tsomething else entirely here\n", "utf-8")
+    pd = P.build(naves_holdout="dev+test", limit=2000, natural=f, home=home)
+    assert pd.stats["natural"]["near_an_evaluation_query"] == 1
+    assert pd.stats["natural"]["label_not_in_training"] == 1
+    assert pd.natural_anchors == ("zzz qqq www unusual words",)
+
+
+def test_a_mix_from_before_the_natural_kind_draws_as_it_did(built):
+    assert P.check_mix((0.2, 0.3, 0.3, 0.2)) == P.check_mix((0.2, 0.3, 0.3, 0.2, 0.0))
+    four = P.sample_batch(built, 128, 0, 7, (0.2, 0.3, 0.3, 0.2))
+    assert four == P.sample_batch(built, 128, 0, 7, (0.2, 0.3, 0.3, 0.2, 0))
+    assert not [p for p in four if p.kind == "natural"]
+
+
+def test_a_malformed_natural_anchors_file_is_one_line(tmp_path):
+    f = tmp_path / "anchors.tsv"
+    f.write_text("# comment\nlabel only\n", "utf-8")
+    with pytest.raises(P.BadInput, match=r"anchors.tsv:2: expected label<TAB>style<TAB>query"):
+        P.read_natural(f)

@@ -215,8 +215,9 @@ def finetune_cmd(init: str = typer.Option(..., "--init", "--from",
                  temperature: str = typer.Option(None, "--temperature", help="'learned' (init 0.05) or a number"),
                  max_len: int = typer.Option(None, "--max-len", help="word pieces per text (default 64)"),
                  warmup: int = typer.Option(None, "--warmup", help="warmup steps; 0 = none"),
-                 mix: str = typer.Option(None, "--mix", help="draw weights of xlate,span,naves,comment pairs "
-                                                            "(comment: Matthew Henry's commentary), e.g. 0.2,0.3,0.3,0.2"),
+                 mix: str = typer.Option(None, "--mix", help="draw weights of xlate,span,naves,comment,natural pairs "
+                                                            "(comment: Matthew Henry's commentary; natural: "
+                                                            "data/natural-anchors), e.g. 0.2,0.3,0.3,0.2"),
                  negatives: str = typer.Option(None, "--negatives", help="TREC run from bench mine-negatives: "
                                                                         "one BM25-mined hard negative per pair"),
                  naves_holdout: str = typer.Option(None, "--naves-holdout",
