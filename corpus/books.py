@@ -67,7 +67,7 @@ _NAMES = {
     "1Tim": "1timothy 1ti", "2Tim": "2timothy 2ti", "Titus": "tit ti", "Phlm": "philemon phm philem",
     "Heb": "hebrews he", "Jas": "james jm jam", "1Pet": "1peter 1pe 1pt", "2Pet": "2peter 2pe 2pt",
     "1John": "1jn 1jo 1jhn", "2John": "2jn 2jo 2jhn", "3John": "3jn 3jo 3jhn", "Jude": "jud jde",
-    "Rev": "revelation revelations re rv apocalypse",
+    "Rev": "revelation revelations re rv apocalypse revelationofjohn",
 }
 _ROMAN = {"1": ("i", "first", "1st"), "2": ("ii", "second", "2nd"), "3": ("iii", "third", "3rd")}
 

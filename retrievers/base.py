@@ -72,13 +72,16 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "minilm": ("retrievers.minilm", "make", "MiniLMOptions"),
     "hybrid": ("retrievers.hybrid", "make", "HybridOptions"),
     "dense": ("retrievers.model_folder", "make", "DenseOptions"),
+    "sword": ("retrievers.sword", "make", "SwordOptions"),
 }
 # Registered names whose answers come from outside this package (a live service, another program) and so are
 # checked like plugins' (see `Checked`); an adapter registered here joins this set.
 CHECKED: frozenset[str] = frozenset()
 # What `-r all` runs: one retriever of each kind. bm25-rm3 is BM25 with expansion; it has its own report (lexical.md).
-# `dense` needs a model folder, so it is run only when named.
-ALL = ("ilike", "bm25", "encoder", "minilm", "hybrid")
+# `dense` needs a model folder, so it is run only when named. `sword` runs in its default mode, multiword: "all
+# words", in canonical order, which is what Xiphos and BibleTime search for by default (retrievers/sword.py); it sits
+# beside ilike, the other search an app ships.
+ALL = ("ilike", "sword", "bm25", "encoder", "minilm", "hybrid")
 # Installed packages register retrievers under this entry-point group (name = "package.module:factory").
 ENTRY_POINTS = "versebench.retrievers"
 

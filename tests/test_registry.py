@@ -10,7 +10,7 @@ from retrievers import base, hybrid
 
 
 def test_all_is_the_registry_list():
-    assert base.ALL == ("ilike", "bm25", "encoder", "minilm", "hybrid")
+    assert base.ALL == ("ilike", "sword", "bm25", "encoder", "minilm", "hybrid")
     assert set(base.ALL) <= set(base.names())
     assert _expand_retrievers(["all"]) == base.ALL
     assert _expand_retrievers(["bm25", "all", "bm25-rm3"]) == ("bm25", *[n for n in base.ALL if n != "bm25"],
@@ -25,6 +25,7 @@ def test_every_retriever_declares_its_options():
     assert base.option_names("encoder") == ("checkpoint", "batch_size")
     assert base.option_names("minilm") == ("batch_size",)
     assert base.option_names("hybrid") == ("dense", "fusion", "checkpoint", "depth", "sparse")
+    assert base.option_names("sword") == ("mode", "operator", "max_words", "cache")
     for name in base.names():
         cls = base.options_class(name)
         with pytest.raises(AttributeError):  # frozen
