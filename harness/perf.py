@@ -58,8 +58,10 @@ def lexical(results: dict, log, home: Path) -> None:
     log(f"BM25 index build {results['bm25_index_build_s']} s, JVM start {results['jvm_start_s']} s")
 
 
-# What `qps` times: every registered retriever, plus ILIKE without its index (the plain app's cost).
-QPS_RUNS = {**{name: (name, {}) for name in base.names()}, "ilike (no index)": ("ilike", {"index": False})}
+# What `qps` times: every registered retriever, plus ILIKE without its index (the plain app's cost). sword keeps
+# diatheke's answers in the cache root; timed with that cache on, it would time a JSON lookup, so it runs without.
+QPS_RUNS = {**{name: (name, {}) for name in base.names() if name != "sword"},
+            "sword (answers not cached)": ("sword", {"cache": False}), "ilike (no index)": ("ilike", {"index": False})}
 
 
 def qps(results: dict, log, home: Path) -> None:

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Idempotent setup: Debian packages (Bible modules, Nave's, PostgreSQL for the ILIKE backend test) and the
-# virtual environment at .venv/. A second run checks and installs nothing.
+# Idempotent setup: Debian packages (Bible modules, Nave's, PostgreSQL for the ILIKE backend test, SWORD's diatheke
+# and mkfastmod for the sword retriever) and the virtual environment at .venv/. A second run checks and installs
+# nothing.
 #   --browser   also Debian's chromium and chromium-driver, for the test that drives `bench serve`'s page in a real
 #               browser (./scripts/test asks for them for the whole suite, not for --quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sword-text-web sword-text-kjv sword-dict-naves sword-comm-mhcc postgresql)
+debs=(sword-text-web sword-text-kjv sword-dict-naves sword-comm-mhcc postgresql diatheke libsword-utils)
 for arg in "$@"; do
   case "$arg" in
     --browser) debs+=(chromium chromium-driver) ;;

@@ -12,6 +12,7 @@ from retrievers import base, bm25
 def test_every_registered_retriever_is_timed_and_ilike_also_without_its_index():
     assert {name for name, _ in perf.QPS_RUNS.values()} == set(base.names())
     assert perf.QPS_RUNS["ilike (no index)"] == ("ilike", {"index": False})
+    assert perf.QPS_RUNS["sword (answers not cached)"] == ("sword", {"cache": False})  # diatheke, not a lookup
 
 
 def test_index_build_goes_to_the_root_handed_in_and_the_environment_is_left_alone(home, tmp_path):

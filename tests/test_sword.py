@@ -88,6 +88,7 @@ def test_multiword_slides_a_window_of_two_verses(multiword, nt_corpus):
         assert any(all(w in " ".join(texts[x] for x in p).lower() for w in words) for p in pairs), d
 
 
+@pytest.mark.slow  # a phrase scan strips every verse's markup: about 1 s a query
 def test_phrase_needs_the_words_adjacent_and_in_order(phrase, nt_corpus):
     queries = {"a": "love your neighbor", "b": "neighbor your love", "c": "your neighbor as yourself.",
                "d": "  Jesus   wept ", "e": "neighbor, and"}
@@ -141,7 +142,7 @@ def test_the_corpus_scope_restricts_sword(home):
     assert not any(d.startswith("Sir.") for d in got)  # the module's Sirach 13:15 matches too, outside the range
 
 
-@pytest.mark.parametrize("mode", sword.MODES)
+@pytest.mark.parametrize("mode", ["multiword", "lucene", pytest.param("phrase", marks=pytest.mark.slow)])
 def test_syntax_and_junk_never_reach_sword(home, nt_corpus, mode):
     r = base.make("sword", nt_corpus, home=home, cache=False, mode=mode)
     queries = {**BAD_QUERIES, "quote": '"love', "quotes": 'love" -k "x', "dash": "-b KJV -s regex -k .",
