@@ -3,10 +3,13 @@ its command-line front end `diatheke` (package `diatheke`) and `mkfastmod` (`lib
 CLucene index of a module. This retriever runs them on the very module the corpus was read from.
 
 Modes (SWORD's own search types, as `diatheke -s` names them):
-  multiword  every query word, in any order, each matched as a case-insensitive SUBSTRING of the verse's plain text
+  multiword  every query word, in any order, each matched as a case-insensitive SUBSTRING of the verse's text
              ("love" finds "beloved"). SWORD slides a window of two verses: words split over two neighbouring
              verses are a hit on the pair, which diatheke lists as both verses. Results in canonical order.
-  phrase     the query as one case-insensitive substring of the verse's plain text. Canonical order.
+  phrase     the query as one case-insensitive substring of the verse's text. Canonical order.
+SWORD searches the module's text of a verse, which is not quite the corpus's: it keeps the WEB's footnotes ("begotten"
+finds John 3:16 through its note on "only born") and the glossary the module appends to Rev 22:21 (so Rev 22:21
+matches many multiword queries). That is what an app's user gets, so it is left as it is.
   lucene     SWORD's CLucene index (StandardAnalyzer, no stopwords, no stemming: whole words), ranked by CLucene's
              score, in the order diatheke prints (score order; ties in module order). `operator=and` (default)
              requires every word, as Xiphos's search bar sends it (`+word +word`); `operator=or` is CLucene's own
@@ -27,17 +30,18 @@ Scope: diatheke's range option (`-r Matt-Rev`, `Gen-Mal`, `Gen-Mal;Matt-Rev`) ke
 WEB module also holds the deuterocanon); its references ("Revelation of John 22:21", "I Corinthians 13:4") are read
 with corpus.books, NRSVA's two extra slots are moved to their KJV verses as corpus.bible does, and whatever is not
 a verse of the corpus (a verse the corpus has no text for) is dropped before the cut at k. SWORD has no scores:
-scores are rank-derived and strictly decreasing (n, n-1, ...).
+a verse's score is its reciprocal rank, 1/1, 1/2, ..., strictly decreasing.
 
 Caches, both under `<cache root>/sword/`, both data only, verified on load (corpus.cache):
 - `<module>-<hash>/`: a private SWORD_PATH, so nothing is written into /usr/share/sword: the module's .conf and data
   files copied, and the Lucene index mkfastmod built there. Keyed by the module's bytes and diatheke's version; a
   folder manifest of sha256s, checked before every use (a damaged entry is a notice and a rebuild).
-- `answers/<module>-<hash>.json`: diatheke's answers (the references, before the scope's mapping), keyed by the
-  module folder, mode, operator, range and the query as given to diatheke. A multiword scan of the New Testament takes
-  about 0.2 s, a phrase scan 0.8 s, so the committed sets take minutes once, then seconds. `cache=false` leaves it
-  out (what `bench perf` times). Two processes filling the same file at once can lose each other's new answers
-  (each rewrites the whole file); they are searched again, never wrong.
+- `answers/<module>-<hash>.json`: diatheke's answers (the references, each once, before the scope's mapping; the
+  first STORED_REFS of a longer list), keyed by the module folder, mode, operator, range and the query as given to
+  diatheke. A multiword scan of the New Testament takes about 0.2 s, a phrase scan 0.8 s, so the committed sets
+  take minutes once, then seconds. `cache=false` leaves it out (what `bench perf` times). Two processes filling the
+  same file at once can lose each other's new answers (each rewrites the whole file); they are searched again, never
+  wrong.
 diatheke runs with SWORD_PATH and HOME pointing at the private folder (no ~/.sword module joins in) and `-l en`.
 """
 
@@ -63,6 +67,11 @@ MODES = ("multiword", "phrase", "lucene")
 OPERATORS = ("and", "or")
 FORMAT = 1  # bump when what goes into either cache changes
 WORKERS = 2  # diatheke processes at once (the machine has two cores)
+# An answer is cached up to this many references ("any word" in Lucene lists most of the Bible: 75 MB for the
+# committed sets uncut); a cut answer serves any k up to STORED_REFS - MARGIN, a deeper search asks diatheke again.
+# The margin covers what the corpus may still drop (a verse it has no text for, an NRSVA slot merged into its KJV
+# verse): a handful at most.
+STORED_REFS, MARGIN = 1000, 100
 TIMEOUT_S = 300  # one diatheke call; a phrase scan of the whole Bible takes about 3 s
 WORD = re.compile(r"\w+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -110,13 +119,14 @@ class SwordRetriever:
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         check_k(k)
         keys = {qid: self.diatheke_key(text) for qid, text in queries.items()}
-        refs = self._refs({key for key in keys.values() if key})
+        refs = self._refs({key for key in keys.values() if key}, k)
         return {qid: self._ranked(refs[key], k) if key else {} for qid, key in keys.items()}
 
     def diatheke_key(self, text: str) -> str:
         """What diatheke is asked (`-k`), or "" when nothing in `text` can match."""
         c = self.config
         if c.mode == "phrase":
+            text = text.encode("utf-8", "ignore").decode("utf-8")  # a lone surrogate cannot be an argument
             phrase = re.sub(r"^\W+|\W+$", "", " ".join(CONTROL.sub(" ", text).split()))
             return phrase if len(phrase) <= self._max_phrase else ""
         words = list(dict.fromkeys(WORD.findall(text.lower())))[:c.max_words]
@@ -128,17 +138,21 @@ class SwordRetriever:
             return " ".join(f"+{w}" for w in words)
         return " ".join(words)
 
-    def _refs(self, keys: set[str]) -> dict[str, list[str]]:
-        """SWORD's answer to each key: OSIS references in SWORD's order, from the cache or from diatheke."""
-        got = {key: self._answers.get(key) for key in keys} if self._answers else dict.fromkeys(keys)
+    def _refs(self, keys: set[str], k: int) -> dict[str, list[str]]:
+        """SWORD's answer to each key: OSIS references in SWORD's order, each once, from the cache or from diatheke
+        (at least the first STORED_REFS of them; all of them when k is deeper than the cache keeps)."""
+        got = {key: self._answers.get(key, k) for key in keys} if self._answers else dict.fromkeys(keys)
         todo = sorted(key for key, refs in got.items() if refs is None)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for key, refs in zip(todo, pool.map(self._ask, todo)):
-                got[key] = refs
-                if self._answers:
-                    self._answers.put(key, refs)
-        if self._answers and todo:
-            self._answers.save()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for key, refs in zip(todo, pool.map(self._ask, todo)):
+                    got[key] = refs
+                    if self._answers:
+                        self._answers.put(key, refs)
+        finally:
+            # what was answered is kept even when a later query fails or the run is interrupted (minutes of scans)
+            if self._answers and self._answers.pending():
+                self._answers.save()
         return got
 
     def _ask(self, key: str) -> list[str]:
@@ -152,7 +166,8 @@ class SwordRetriever:
         if p.returncode != 0:
             why = p.stderr.decode("utf-8", "replace").strip().splitlines()[:1] or [f"exit status {p.returncode}"]
             raise BadInput(f"sword: diatheke failed on {key[:60]!r}: {why[0][:200]}")
-        return parse_answer(p.stdout, key, self._module)
+        # a two-verse window lists a verse twice (as the end of one hit and the start of the next)
+        return list(dict.fromkeys(parse_answer(p.stdout, key, self._module)))
 
     def _ranked(self, refs: list[str], k: int) -> dict[str, float]:
         kept = []
@@ -160,8 +175,9 @@ class SwordRetriever:
             docid = NRSVA_TO_KJV.get(ref, (ref,))[0]
             if docid in self._position:
                 kept.append(docid)
-        kept = list(dict.fromkeys(kept))  # a two-verse window lists a verse twice; a moved slot can repeat one
-        return strictly_decreasing((d, float(len(kept) - i)) for i, d in enumerate(kept[:k]))
+        kept = list(dict.fromkeys(kept))  # an NRSVA slot merged into its KJV verse could repeat it
+        # SWORD gives no scores: the reciprocal rank, the same whatever k or the number of hits
+        return strictly_decreasing((d, 1.0 / (1 + i)) for i, d in enumerate(kept[:k]))
 
 
 def make(corpus, options: SwordOptions, *, home: Path, on_progress=None) -> SwordRetriever:
@@ -364,12 +380,22 @@ class Answers:
         cache.discard(cache.sidecar(self.path))
         return {}
 
-    def get(self, key: str) -> list[str] | None:
+    def get(self, key: str, k: int) -> list[str] | None:
+        """The cached answer, or None when there is none or it was cut shorter than a search to depth k needs."""
         refs = self.answers.get(key)
-        return None if refs is None else refs.split()
+        if refs is None:
+            return None
+        refs = refs.split()
+        if refs and refs[-1] == "+":  # cut at STORED_REFS
+            return refs[:-1] if k <= STORED_REFS - MARGIN else None
+        return refs
 
     def put(self, key: str, refs: list[str]) -> None:
-        self._new[key] = self.answers[key] = " ".join(refs)
+        kept = refs[:STORED_REFS] + ["+"] * (len(refs) > STORED_REFS)
+        self._new[key] = self.answers[key] = " ".join(kept)
+
+    def pending(self) -> bool:
+        return bool(self._new)
 
     def save(self) -> None:
         """Write the file with this process's new answers merged into what is there now (another process may have
@@ -377,4 +403,4 @@ class Answers:
         merged = {**self._load(), **self._new}
         blob = json.dumps({"key": self.key, "answers": merged}, sort_keys=True, ensure_ascii=False)
         cache.write_file(self.path, blob.encode("utf-8"))
-        self.answers = merged
+        self.answers, self._new = merged, {}

@@ -146,7 +146,8 @@ def test_the_corpus_scope_restricts_sword(home):
 def test_syntax_and_junk_never_reach_sword(home, nt_corpus, mode):
     r = base.make("sword", nt_corpus, home=home, cache=False, mode=mode)
     queries = {**BAD_QUERIES, "quote": '"love', "quotes": 'love" -k "x', "dash": "-b KJV -s regex -k .",
-               "nul": "love\x00 neighbor", "newline": "love\nneighbor", "ops": "love AND NOT neighbor"}
+               "nul": "love\x00 neighbor", "newline": "love\nneighbor", "ops": "love AND NOT neighbor",
+               "surrogate": "love \ud800neighbor"}
     got = r.search(queries, 10)
     assert_contract(got, queries, 10, nt_corpus)
     for name in ("empty", "spaces", "punct"):
@@ -158,10 +159,11 @@ def test_syntax_and_junk_never_reach_sword(home, nt_corpus, mode):
             assert re.fullmatch(r"(\+?\w+ ?)*", r.diatheke_key(queries[name])), name
         assert got["quote"] == r.search({"q": "love"}, 10)["q"]
         assert r.diatheke_key("love AND NOT neighbor") in ("love and not neighbor", "+love +and +not +neighbor")
-        assert got["nul"] == got["newline"] == r.search({"q": "love neighbor"}, 10)["q"]
+        assert got["nul"] == got["newline"] == got["surrogate"] == r.search({"q": "love neighbor"}, 10)["q"]
         assert r.diatheke_key(" ".join(f"w{i}" for i in range(40))).count("w") == 32  # max_words
     else:
         assert r.diatheke_key('"love') == "love" and r.diatheke_key("love\x00 neighbor") == "love neighbor"
+        assert r.diatheke_key("love \ud800neighbor") == "love neighbor"
         assert r.diatheke_key(BAD_QUERIES["long"]) == ""  # longer than any verse: cannot match, never run
 
 
@@ -202,3 +204,19 @@ def test_a_damaged_module_folder_is_rebuilt(home, nt_corpus, tmp_path, capfd):
     assert "notice: SWORD module cache" in capfd.readouterr().err and r.folder == copy
     assert list(r.search({"q": "love neighbor"}, 3)["q"]) == ["Rom.13.10", "Matt.5.43", "Matt.19.19"]
     assert not list((tmp_path / "sword").glob(".tmp-*"))
+
+
+def test_a_long_answer_is_cached_cut_and_a_deeper_search_asks_again(home, nt_corpus, tmp_path):
+    folder = base.make("sword", nt_corpus, home=home, cache=False).folder
+    shutil.copytree(folder, tmp_path / "sword" / folder.name)
+    plain = base.make("sword", nt_corpus, home=home, cache=False)
+    full = plain.search({"q": "the"}, 5000)["q"]  # "the" is in most verses (and in "them", "other", ...)
+    assert len(full) > sword.STORED_REFS + 1000
+    base.make("sword", nt_corpus, home=tmp_path).search({"q": "the"}, 10)
+    r = base.make("sword", nt_corpus, home=tmp_path)
+    stored = r._answers.answers["the"].split()
+    assert len(stored) == sword.STORED_REFS + 1 and stored[-1] == "+" and stored[:3] == list(full)[:3]
+    assert r._answers.get("the", sword.STORED_REFS - sword.MARGIN) == stored[:-1]
+    assert r._answers.get("the", sword.STORED_REFS) is None  # deeper than the cut serves: diatheke again
+    assert r.search({"q": "the"}, 100)["q"] == plain.search({"q": "the"}, 100)["q"]
+    assert r.search({"q": "the"}, 5000)["q"] == full
