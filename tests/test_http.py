@@ -370,7 +370,7 @@ def test_a_password_given_as_an_option_stays_out_of_the_report(nt_corpus):
                                       "http": {"url": "http://u:***@h/s?q={query}&key=***"}}
 
 
-# ---- the service `bench serve` makes: the same numbers as in process --------------------------------------------------
+# ---- the service `bench serve` makes: the same numbers as in process -------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as sock:
