@@ -27,6 +27,24 @@ def scope_of(docid: str) -> str:
     return "nt" if docid.split(".", 1)[0] in NT_BOOKS else "ot"
 
 
+# How people write each book in a reference ("1 Corinthians 13:4", "Psalm 23:1"); `parse_ref` reads them all back.
+_DISPLAY = dict(zip(BOOKS, (
+    "Genesis", "Exodus", "Leviticus", "Numbers", "Deuteronomy", "Joshua", "Judges", "Ruth", "1 Samuel", "2 Samuel",
+    "1 Kings", "2 Kings", "1 Chronicles", "2 Chronicles", "Ezra", "Nehemiah", "Esther", "Job", "Psalm", "Proverbs",
+    "Ecclesiastes", "Song of Solomon", "Isaiah", "Jeremiah", "Lamentations", "Ezekiel", "Daniel", "Hosea", "Joel",
+    "Amos", "Obadiah", "Jonah", "Micah", "Nahum", "Habakkuk", "Zephaniah", "Haggai", "Zechariah", "Malachi",
+    "Matthew", "Mark", "Luke", "John", "Acts", "Romans", "1 Corinthians", "2 Corinthians", "Galatians", "Ephesians",
+    "Philippians", "Colossians", "1 Thessalonians", "2 Thessalonians", "1 Timothy", "2 Timothy", "Titus", "Philemon",
+    "Hebrews", "James", "1 Peter", "2 Peter", "1 John", "2 John", "3 John", "Jude", "Revelation",
+)))
+
+
+def reference(docid: str) -> str:
+    """An OSIS verse id as people write it: `1Cor.13.4` -> `1 Corinthians 13:4` (the inverse of `parse_ref`)."""
+    book, chapter, verse = docid.split(".")
+    return f"{_DISPLAY[book]} {chapter}:{verse}"
+
+
 # ---- references -----------------------------------------------------------------------------------------------------
 
 # Full names and the abbreviations in common use (SBL, OSIS, Logos, Blue Letter Bible, the USFM codes), lower case

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent setup: Debian packages (Bible modules, Nave's, PostgreSQL for the ILIKE backend test) and the
 # virtual environment at .venv/. A second run checks and installs nothing.
+#   --browser   also Debian's chromium and chromium-driver, for the test that drives `bench serve`'s page in a real
+#               browser (./scripts/test asks for them for the whole suite, not for --quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(sword-text-web sword-text-kjv sword-dict-naves sword-comm-mhcc postgresql)
+for arg in "$@"; do
+  case "$arg" in
+    --browser) debs+=(chromium chromium-driver) ;;
+    *) echo "setup: unknown argument $arg (known: --browser)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,5 +1,6 @@
 """The `bench` app: the typer groups and `main`, the process's edge. The commands live in one module per group
-(sources: corpus and qrels; run: run, eval, search, tune-fusion; judge: gate, compare, perf; train: the encoder's)
+(sources: corpus and qrels; run: run, eval, search, tune-fusion; judge: gate, compare, perf; serve: serve; train:
+the encoder's)
 and are registered here. What is slow to import (torch, numpy, ranx and numba, the JVM) is imported inside the
 commands that need it, so `bench --help` stays fast."""
 
@@ -10,7 +11,7 @@ import typer
 
 from corpus.errors import BadInput, one_line, redact
 from harness import metrics
-from harness.cli import interrupts, judge, run, sources, train
+from harness.cli import interrupts, judge, run, serve, sources, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="versebench: an evaluation harness for verse search.")
@@ -24,6 +25,7 @@ sources.register(corpus_app, qrels_app)
 run.register(app)
 train.register(app, data_app)
 judge.register(app)
+serve.register(app)
 
 
 def main() -> None:
