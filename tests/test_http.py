@@ -372,46 +372,19 @@ def test_a_password_given_as_an_option_stays_out_of_the_report(nt_corpus):
 
 # ---- the service `bench serve` makes: the same numbers as in process -------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_http_against_bench_serve_scores_what_the_retriever_scores(tmp_path):
-    port = free_port()
-    server = subprocess.Popen([*BENCH, "serve", "-r", "bm25", "--port", str(port)], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_healthy(server, port)
-        url = f"http://127.0.0.1:{port}/search?q={{query}}&k={{k}}"
+    from tests.serving import bench_serve
+
+    with bench_serve("-r", "bm25", "-s", "keyword") as (_, root):
+        url = f"{root}search?q={{query}}&k={{k}}"
         via_http = bench("run", "-r", "http", "-o", f"url={url}", "-s", "keyword", "--out", tmp_path / "a", "--json")
-        direct = bench("run", "-r", "bm25", "-s", "keyword", "--out", tmp_path / "b", "--json")
-    finally:
-        server.terminate()
-        server.wait(30)
+    direct = bench("run", "-r", "bm25", "-s", "keyword", "--out", tmp_path / "b", "--json")
     assert via_http.returncode == 0 and direct.returncode == 0, (via_http.stderr[-2000:], direct.stderr[-2000:])
     a, b = json.loads(via_http.stdout), json.loads(direct.stdout)
-    assert "failed_queries" not in a
+    assert "failed_queries" not in a and a["meta"]["retrievers"]["http"]["url"] == url
     for m, v in b["results"]["keyword"]["bm25"].items():
         assert abs(a["results"]["keyword"]["http"][m] - v) <= 1e-9, m
-    run_a = (next((tmp_path / "a").iterdir()) / "runs" / "keyword" / "http.trec").read_text().split("\n")
-    run_b = (next((tmp_path / "b").iterdir()) / "runs" / "keyword" / "bm25.trec").read_text().split("\n")
-    assert [ln.rsplit(" ", 1)[0] for ln in run_a] == [ln.rsplit(" ", 1)[0] for ln in run_b]  # same ranks, scores
-
-
-def wait_healthy(server: subprocess.Popen, port: int, limit: float = 300) -> None:
-    import urllib.request
-
-    t0 = time.time()
-    while time.time() - t0 < limit:
-        if server.poll() is not None:
-            raise AssertionError(f"bench serve exited {server.returncode}: {server.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if json.loads(r.read()).get("ok"):
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError("bench serve did not become healthy")
+    run_a = (next((tmp_path / "a").iterdir()) / "runs" / "keyword" / "http.trec").read_text().splitlines()
+    run_b = (next((tmp_path / "b").iterdir()) / "runs" / "keyword" / "bm25.trec").read_text().splitlines()
+    assert [ln.rsplit(" ", 1)[0] for ln in run_a] == [ln.rsplit(" ", 1)[0] for ln in run_b]  # same ranks and scores
