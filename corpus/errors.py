@@ -8,6 +8,8 @@ MAX_MESSAGE = 400  # characters of a one-line message; a 10 MB field value is cu
 # user:password@ in any URL, and password=... in a libpq key=value string
 _URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*):[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.I)
+# a credential in a url's query string (a search service's `?api_key=...`)
+_URL_SECRET = re.compile(r"([?&](?:api[_-]?key|access[_-]?token|token|secret|key|sig|signature)=)[^&#\s]*", re.I)
 
 
 class BadInput(Exception):
@@ -21,8 +23,9 @@ def at(path, line: int | None, problem: str) -> BadInput:
 
 
 def redact(text: str) -> str:
-    """`text` with every password in a connection string replaced by `***` (URLs and key=value strings alike)."""
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
+    """`text` with every password in a connection string replaced by `***` (URLs and key=value strings alike), and
+    every key or token in a url's query string."""
+    return _URL_SECRET.sub(r"\1***", _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text)))
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:

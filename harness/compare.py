@@ -45,7 +45,7 @@ def combine(reports: list[tuple[str, Report]], only: tuple[str, ...] = ()) -> Re
     # reports hold the same row.
     per_report = [{row_name(rep, r) for r in rep.retrievers()} for _, rep in reports]
     clash = {n for n in set().union(*per_report) if sum(n in names for names in per_report) > 1}
-    results, per_query, sets_meta = {}, {}, {}
+    results, per_query, sets_meta, failed = {}, {}, {}, {}
     for lab, (_, rep) in zip(labels, reports):
         for s, by_r in rep.results.items():
             sets_meta.setdefault(s, rep.set_info(s))
@@ -56,6 +56,8 @@ def combine(reports: list[tuple[str, Report]], only: tuple[str, ...] = ()) -> Re
                 row = f"{row} [{lab}]" if row in clash else row
                 results.setdefault(s, {})[row] = ms
                 per_query.setdefault(s, {})[row] = (rep.per_query or {}).get(s, {}).get(r, {})
+                if rep.failed(s, r):  # an incomplete row stays marked in the comparison
+                    failed.setdefault(s, {})[row] = rep.failed(s, r)
     if not results:
         raise BadInput(f"none of the reports has results for {', '.join(only)}")
     stat_test = first.meta.get("run", {}).get("stat_test", "student")
@@ -81,7 +83,7 @@ def combine(reports: list[tuple[str, Report]], only: tuple[str, ...] = ()) -> Re
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # per_query: the bars' confidence intervals and the DataFrames (`--csv`) read these
     return Report(meta=meta, results=results, per_query=per_query, significance=significance,
-                  by_tag=by_tag or None)
+                  by_tag=by_tag or None, failed_queries=failed or None)
 
 
 def to_markdown(table: Report) -> str:
@@ -89,7 +91,8 @@ def to_markdown(table: Report) -> str:
     lines = ["# versebench comparison", "",
              f"Corpus `{meta['corpus']['id']}`. Reports: " + ", ".join(f"`{k}` = {v}" for k, v in meta["reports"].items()),
              "", f"Superscript letters: the row beats those rows with p < 0.05 (ranx paired {meta['stat_test']} test on "
-                 "per-query values). Bold: best in column.", ""]
+                 "per-query values). Bold: best in column.", "",
+             *(f"**{line}**" for line in table.incomplete_lines()), *([""] if table.incomplete else [])]
     for s in table.results:
         header, rows = set_table_rows(table, s)
         lines += [f"## {s} ({meta['sets'].get(s, {}).get('queries', '?')} queries)", "",

@@ -78,6 +78,9 @@ def classify(delta: float, p: float, tolerance: float, alpha: float) -> str:
 
 def read_baseline(path) -> Report:
     base = Report.load(path)
+    if base.incomplete:
+        raise at(path, None, f"is an incomplete report, so the gate gives no verdict against it "
+                             f"({base.incomplete_lines()[0].removeprefix('INCOMPLETE: ')})")
     if base.per_query is None or "gate" not in base.meta:
         raise at(path, None, "not a gate baseline (no per-query values or gate metadata); make one with "
                              "`bench gate --checkpoint PATH --update-baseline`")
@@ -259,6 +262,9 @@ def run(candidate, baseline=None, sets=(), tolerance: float = 0.01, alpha: float
     out_root = Path(verdict_path).parent if verdict_path else RUNS
     report, folder = evaluate_candidate(retrievers, sets, progress=progress, stat_test=stat_test, out_root=out_root,
                                         home=home)
+    if report.incomplete:  # failed queries scored as unanswered would read as a regression, or hide one
+        raise BadInput(f"{rel_path(folder)}: the candidate's run is incomplete, so the gate gives no verdict "
+                       f"({report.incomplete_lines()[0].removeprefix('INCOMPLETE: ')})")
     if not first:
         check_basis(report, base, base_path)
     rows = () if first else tuple(compare(report, base, tolerance, alpha, stat_test))

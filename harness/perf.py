@@ -4,14 +4,21 @@ and written; nothing here asserts a target (targets are compared in the report, 
 The machine is shared and its load moves, so where a figure is a comparison it is measured side by side in this run,
 alternating the two sides (our BM25 against Pyserini's own `LuceneSearcher.batch_search` on the same queries and
 index; our encoder against MiniLM on the same verses), and the load average is recorded at the start and the end.
+
+The `http` part measures a service as its clients see it: `bench serve` started as a subprocess, queried through the
+`-r http` adapter at concurrency 8 (`bench perf -p http`).
 """
 
+import contextlib
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,8 +66,10 @@ def lexical(results: dict, log, home: Path) -> None:
 
 
 # What `qps` times: every registered retriever, plus ILIKE without its index (the plain app's cost). sword keeps
-# diatheke's answers in the cache root; timed with that cache on, it would time a JSON lookup, so it runs without.
-QPS_RUNS = {**{name: (name, {}) for name in base.names() if name != "sword"},
+# diatheke's answers in the cache root; timed with that cache on, it would time a JSON lookup, so it runs without. An
+# adapter to a service (`http`, in base.CHECKED) has nothing to time on its own: the `http` part times it against
+# `bench serve`.
+QPS_RUNS = {**{name: (name, {}) for name in base.names() if name != "sword" and name not in base.CHECKED},
             "sword (answers not cached)": ("sword", {"cache": False}), "ilike (no index)": ("ilike", {"index": False})}
 
 
@@ -152,7 +161,93 @@ def gate(results: dict, log, home: Path) -> None:
     log(f"bench gate (shipped checkpoint vs its baseline): {results['gate_s']} s")
 
 
-PARTS = {"lexical": lexical, "qps": qps, "encoding": encoding, "wall": wall, "gate": gate}
+HTTP_SERVED = ("bm25", "hybrid")  # what `bench serve` serves for the http part: the lexical floor and the main job
+HTTP_CONCURRENCY = 8
+HTTP_K = (100, 10)  # the depth `bench run` asks for, and the page an app asks for
+
+
+def reporting_queries() -> dict[str, str]:
+    """Every query of the committed reporting sets (dev splits left out) in the default scope, keyed `set/qid`."""
+    from corpus.qsets import read_set, set_names
+
+    return {f"{name}/{qid}": text for name in set_names() if read_set(name).meta.get("split") != "dev"
+            for qid, text in load_set(name, "nt").queries.items()}
+
+
+@contextlib.contextmanager
+def served(name: str, home: Path, timeout: float = 300):
+    """`bench serve -r NAME --port 0` running (a free port, 127.0.0.1), handed our cache root; yields its base url
+    once its ready line is out, and stops it after."""
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nobody reads it until the end, and it never fills
+        proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", "serve", "-r", name,
+                                 "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "VERSEBENCH_HOME": str(home), "COLUMNS": "200"})
+        found: list[str] = []
+
+        def read():  # the ready line, then whatever else it prints, so its stdout never fills either
+            for line in proc.stdout:
+                if not found and READY.search(line):
+                    found.append(READY.search(line).group(1))
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            t0 = time.perf_counter()
+            while not found and proc.poll() is None and time.perf_counter() - t0 < timeout:
+                time.sleep(0.05)
+            if not found:
+                err.seek(0)
+                raise RuntimeError(f"bench serve -r {name} did not start: {err.read().strip()[-300:]}")
+            yield found[0]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+READY = re.compile(r"at (http://\S+/) \(Ctrl-C stops\)")
+
+
+def http(results: dict, log, home: Path) -> None:
+    """Through `-r http` against `bench serve`, as a client of the service would see it: every query of the
+    reporting sets sent at concurrency 8 (one request each, kept-open connections), after a 16-query warm-up;
+    queries/s over the whole pass and each answered request's latency (p50, p99), at k = 100 and k = 10. The same
+    retriever searched in process over the same queries (one batch, k = 100) is measured in the same run for
+    scale. Client and server share this machine's cores."""
+    corpus = load_corpus("web", "nt", home=home)
+    queries = reporting_queries()
+    out = results.setdefault("http", {})
+    out["load_average"] = os.getloadavg()  # this part's own, since a run of this part alone is merged into perf.json
+    for name in HTTP_SERVED:
+        row = out[name] = {"queries": len(queries), "concurrency": HTTP_CONCURRENCY}
+        with served(name, home) as root:
+            r = base.make("http", corpus, home=home, url=root + "search?q={query}&k={k}",
+                          concurrency=HTTP_CONCURRENCY, retries=0)
+            for k in HTTP_K:
+                r.search(dict(list(queries.items())[:16]), k)
+                dt = _timed(lambda: r.search(queries, k))
+                lat = sorted(r.inner.latencies)  # r is the Checked wrapper; the adapter keeps the timings
+                row[f"k={k}"] = {"queries_per_s": round(len(queries) / dt, 1),
+                                 "p50_ms": round(1000 * _quantile(lat, 0.50), 1),
+                                 "p99_ms": round(1000 * _quantile(lat, 0.99), 1)}
+                log(f"http -> bench serve -r {name}, k={k}: {row[f'k={k}']['queries_per_s']} queries/s over "
+                    f"{len(queries)} queries at concurrency {HTTP_CONCURRENCY}, p50 {row[f'k={k}']['p50_ms']} ms, "
+                    f"p99 {row[f'k={k}']['p99_ms']} ms")
+        local = base.make(name, corpus, home=home)
+        local.search(dict(list(queries.items())[:16]), K)
+        row["in_process_queries_per_s"] = round(len(queries) / _timed(lambda: local.search(queries, K)), 1)
+        log(f"{name} in process over the same queries (k={K}): {row['in_process_queries_per_s']} queries/s")
+    out["load_average_end"] = os.getloadavg()
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    """The nearest-rank quantile: the value at rank ceil(q * n)."""
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+PARTS = {"lexical": lexical, "qps": qps, "encoding": encoding, "wall": wall, "gate": gate, "http": http}
 
 
 def run(parts, log=print, path: Path = REPO / "reports" / "perf.json", *, home: Path) -> dict:
@@ -166,5 +261,13 @@ def run(parts, log=print, path: Path = REPO / "reports" / "perf.json", *, home: 
         PARTS[part](results, log, home)
     results["load_average_end"] = os.getloadavg()
     old = json.loads(path.read_text()) if path.is_file() and set(parts) != set(PARTS) else {}
-    atomic_write_text(path, json.dumps({**old, **results}, indent=1) + "\n")
+    merged = {**old, **results}
+    if old:  # a run of some parts: the full run's date, commit and load stay; this run's go beside its parts
+        merged.update({key: old[key] for key in RUN_META if key in old})
+        merged["partial_runs"] = {**old.get("partial_runs", {}),
+                                  " ".join(parts): {key: results[key] for key in RUN_META}}
+    atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
     return results
+
+
+RUN_META = ("date", "machine", "git", "load_average", "load_average_end")

@@ -7,6 +7,9 @@ A report's JSON is `{"meta": ..., "results": ..., "per_query": ..., "significanc
 - significance[set][metric][row_a][row_b] = p of the paired test (absent in a gate baseline)
 - by_tag[set][tag] = {"qids": [...], "results": ..., "significance": ...}: the same by query tag, for the sets whose
   queries carry a style tag (absent where none does)
+- failed_queries[set][retriever] = {qid: problem}: queries a retriever could not answer (a live service that failed,
+  tolerated with `max_failures`); they were scored as unanswered. Absent in a complete report. A row with failed
+  queries is INCOMPLETE wherever it is shown, never bold, never in a significance letter, and the gate refuses it.
 `Report.load` and `Report.save` keep that format, so committed reports read and write back unchanged.
 """
 
@@ -19,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import __version__
-from corpus.errors import BadInput, at
+from corpus.errors import BadInput, at, redact
 from harness.metrics import DISTRACTOR_METRICS, LOWER_IS_BETTER, METRICS, POOL_METRICS
 from corpus.paths import REPO, atomic_write_text
 
@@ -108,6 +111,7 @@ class Report:
     per_query: dict | None = None  # {set: {retriever: {metric: {qid: value}}}}
     significance: dict | None = None  # {set: {metric: {row: {other row: p}}}}
     by_tag: dict | None = None  # {set: {tag: {"qids": [qid], "results": ..., "significance": ...}}}
+    failed_queries: dict | None = None  # {set: {retriever: {qid: problem}}}; None: every query was answered
 
     # ---- reading the numbers ---------------------------------------------------------------------------------------
 
@@ -131,6 +135,25 @@ class Report:
     @property
     def corpus_id(self) -> str:
         return self.meta["corpus"]["id"]
+
+    def failed(self, set_name: str, retriever: str) -> dict[str, str]:
+        """{qid: problem} of the queries `retriever` could not answer on the set; empty for a complete row."""
+        return (self.failed_queries or {}).get(set_name, {}).get(retriever, {})
+
+    @property
+    def incomplete(self) -> bool:
+        return any(rows for rows in (self.failed_queries or {}).values())
+
+    def incomplete_lines(self) -> list[str]:
+        """One line per incomplete row: which retriever, on which set, how many queries failed and the first
+        problem."""
+        lines = []
+        for s, rows in (self.failed_queries or {}).items():
+            for r, failed in rows.items():
+                qid, problem = next(iter(failed.items()))
+                lines.append(f"INCOMPLETE: {r} on {s}: {len(failed)} of {self.set_info(s).get('queries', '?')} "
+                             f"queries failed and count as unanswered (first: {qid}: {problem})")
+        return lines
 
     def tag_of(self, set_name: str) -> dict[str, str]:
         """{qid: tag} of a set whose queries are tagged; empty otherwise."""
@@ -168,6 +191,8 @@ class Report:
             out["significance"] = self.significance
         if self.by_tag is not None:
             out["by_tag"] = self.by_tag
+        if self.failed_queries is not None:
+            out["failed_queries"] = self.failed_queries
         return out
 
     @classmethod
@@ -176,8 +201,9 @@ class Report:
             if not isinstance(d.get(key), dict):
                 raise at(where, None, f"not a versebench report (no {key!r} object)")
         check_results(d["results"], where)
+        check_failed(d.get("failed_queries"), where)
         return cls(meta=d["meta"], results=d["results"], per_query=d.get("per_query"),
-                   significance=d.get("significance"), by_tag=d.get("by_tag"))
+                   significance=d.get("significance"), by_tag=d.get("by_tag"), failed_queries=d.get("failed_queries"))
 
     @classmethod
     def load(cls, path) -> "Report":
@@ -212,6 +238,9 @@ class Report:
 def new_meta(corpus, cfg, configs: dict, timings: dict, sets) -> dict:
     """A run's meta: versions, commit, date, machine, corpus, the run's config, every retriever's config, the sets."""
     run_cfg = clean_paths(asdict(cfg))
+    # options as given (a dsn, a service's url): what a user typed may hold a password, which no report keeps
+    run_cfg["options"] = {r: {k: redact(v) if isinstance(v, str) else v for k, v in opts.items()}
+                          for r, opts in run_cfg.get("options", {}).items()}
     return {
         "versebench": __version__,
         "git": git_commit(),
@@ -244,17 +273,31 @@ def check_results(results: dict, path) -> None:
                     raise at(path, None, f"results.{set_name}.{retriever}.{metric} is {shown}, not a number")
 
 
+def check_failed(failed, path) -> None:
+    """`failed_queries[set][retriever]` is {qid: problem} everywhere (or the key is absent)."""
+    if failed is None:
+        return
+    ok = isinstance(failed, dict) and all(
+        isinstance(rows, dict) and all(isinstance(qs, dict) and all(isinstance(q, str) for q in qs)
+                                       for qs in rows.values()) for rows in failed.values())
+    if not ok:
+        raise at(path, None, "failed_queries is not {set: {retriever: {qid: problem}}}")
+
+
 def metrics_of(results_for_set: dict) -> list[str]:
     present = {m for r in results_for_set.values() for m in r}
     return [m for m in (*METRICS, *DISTRACTOR_METRICS, *POOL_METRICS) if m in present]
 
 
-def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) -> str:
-    """Superscript letters of the rows this row beats significantly (p < 0.05) on this metric."""
+def markers(sig: dict, metric: str, name: str, names: list[str], results: dict, skip=frozenset()) -> str:
+    """Superscript letters of the rows this row beats significantly (p < 0.05) on this metric. Rows in `skip`
+    (incomplete ones) neither get nor give a letter: their failed queries were scored as unanswered."""
     letters = ""
+    if name in skip:
+        return letters
     for i, other in enumerate(names):
         p = sig.get(metric, {}).get(name, {}).get(other)
-        if other == name or p is None or p >= SIG_P:
+        if other == name or other in skip or p is None or p >= SIG_P:
             continue
         a, b = results[name].get(metric), results[other].get(metric)
         better = (a < b) if metric in LOWER_IS_BETTER else (a > b)
@@ -263,33 +306,47 @@ def markers(sig: dict, metric: str, name: str, names: list[str], results: dict) 
     return letters
 
 
+def incomplete_rows(report: Report, set_name: str) -> frozenset:
+    return frozenset(r for r, failed in (report.failed_queries or {}).get(set_name, {}).items() if failed)
+
+
+def row_label(report: Report, set_name: str, name: str) -> str:
+    """A row's name as a table shows it: an incomplete row says so, with how many of the set's queries failed."""
+    failed = report.failed(set_name, name)
+    if not failed:
+        return name
+    return f"{name} INCOMPLETE ({len(failed)} of {report.set_info(set_name).get('queries', '?')} queries failed)"
+
+
 def set_table_rows(report: Report, set_name: str) -> tuple[list[str], list[list[str]]]:
     """One set's table: a header and a row of cells per retriever (bold: best in column; superscript letters: the
-    rows it beats significantly)."""
+    rows it beats significantly). An incomplete row is named so, and is never best and never in a letter."""
     res = report.results[set_name]
     names = list(res)
     ms = metrics_of(res)
     sig = (report.significance or {}).get(set_name, {})
+    skip = incomplete_rows(report, set_name)
     best = {}
     for m in ms:
-        vals = [res[n][m] for n in names if m in res[n]]
-        best[m] = (min if m in LOWER_IS_BETTER else max)(vals)
+        vals = [res[n][m] for n in names if m in res[n] and n not in skip]
+        best[m] = (min if m in LOWER_IS_BETTER else max)(vals) if vals else None
     rows = []
     for i, n in enumerate(names):
-        cells = [f"{chr(ord('a') + i)}", n]
+        cells = [f"{chr(ord('a') + i)}", row_label(report, set_name, n)]
         for m in ms:
             v = res[n].get(m)
             txt = "" if v is None else f"{v:.3f}"
-            if v is not None and v == best[m] and len(names) > 1:
+            if v is not None and v == best[m] and len(names) > 1 and n not in skip:
                 txt = f"**{txt}**"
-            cells.append(txt + markers(sig, m, n, names, res))
+            cells.append(txt + markers(sig, m, n, names, res, skip))
         rows.append(cells)
     return ["", "retriever", *ms], rows
 
 
 def to_markdown(report: Report, title: str = "versebench run") -> str:
     meta = report.meta
-    lines = [f"# {title}", "",
+    lines = [f"# {title}", "", *(f"**{line}**" for line in report.incomplete_lines()),
+             *([""] if report.incomplete else []),
              f"Corpus `{meta['corpus']['id']}` ({meta['corpus']['verses']} verses), k={meta['run']['k']}, "
              f"versebench {meta['versebench']} at "
              f"{'`' + meta['git']['commit'][:10] + '`' if meta['git']['commit'] else 'an unknown commit'}"
@@ -322,19 +379,21 @@ def tag_table_rows(report: Report, set_name: str, metric: str = "ndcg@10") -> tu
     if not tags:
         return None
     names = list(report.results[set_name])
+    skip = incomplete_rows(report, set_name)
     rows = []
     for tag, t in tags.items():
         res = t["results"]
-        best = max(res[n].get(metric, float("-inf")) for n in names)
+        best = max((res[n].get(metric, float("-inf")) for n in names if n not in skip), default=None)
         cells = [f"{tag} ({len(t['qids'])})"]
         for n in names:
             v = res[n].get(metric)
             txt = "" if v is None else f"{v:.3f}"
-            if v is not None and v == best and len(names) > 1:
+            if v is not None and v == best and len(names) > 1 and n not in skip:
                 txt = f"**{txt}**"
-            cells.append(txt + markers(t["significance"], metric, n, names, res))
+            cells.append(txt + markers(t["significance"], metric, n, names, res, skip))
         rows.append(cells)
-    return ["tag (queries)", *(f"{chr(ord('a') + i)} {n}" for i, n in enumerate(names))], rows
+    return ["tag (queries)", *(f"{chr(ord('a') + i)} {n}{' INCOMPLETE' if n in skip else ''}"
+                               for i, n in enumerate(names))], rows
 
 
 def tag_table(report: Report, set_name: str, metric: str = "ndcg@10") -> list[str]:

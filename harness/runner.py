@@ -162,7 +162,7 @@ def evaluate_retrievers(cfg: RunConfig, corpus, sets: list[QuerySet], build, pro
 
     progress = progress or RunProgress()
     done, steps = 0, len(cfg.retrievers) * (1 + len(sets)) + len(sets)
-    timings, configs, runs_by_set = {}, {}, {s.name: {} for s in sets}
+    timings, configs, runs_by_set, failed = {}, {}, {s.name: {} for s in sets}, {}
     held = {s.name: {} for s in sets}  # each set's runs as searched, by run_key: the hybrid fuses these
     for rname in cfg.retrievers:
         progress.step(done, steps, f"building {rname}")
@@ -178,6 +178,8 @@ def evaluate_retrievers(cfg: RunConfig, corpus, sets: list[QuerySet], build, pro
             fuses = getattr(retriever, "search_explained", None) is not None  # made of other retrievers' runs
             raw = retriever.search(qs.queries, cfg.k, held[qs.name]) if fuses else retriever.search(qs.queries, cfg.k)
             held[qs.name][run_key(rname, getattr(retriever, "options", None), cfg.k)] = raw
+            if getattr(retriever, "failed", None):  # queries a live service could not answer: the report says so
+                failed.setdefault(qs.name, {})[rname] = dict(retriever.failed)
             run = strict_order(raw, corpus.position)
             dt = time.perf_counter() - t0
             done += 1
@@ -186,13 +188,15 @@ def evaluate_retrievers(cfg: RunConfig, corpus, sets: list[QuerySet], build, pro
             runs_by_set[qs.name][rname] = run
             if on_run is not None:
                 on_run(qs.name, rname, run)
-    return score(cfg, corpus, sets, runs_by_set, configs, timings, progress, done, steps)
+    return score(cfg, corpus, sets, runs_by_set, configs, timings, progress, done, steps, failed=failed or None)
 
 
 def score(cfg: RunConfig, corpus, sets: list[QuerySet], runs_by_set: dict, configs: dict, timings: dict,
-          progress: RunProgress | None = None, done: int = 0, steps: int | None = None) -> R.Report:
+          progress: RunProgress | None = None, done: int = 0, steps: int | None = None, *,
+          failed: dict | None = None) -> R.Report:
     """Evaluate each set's runs ({set: {name: run}}) with ranx: the Report. `done`/`steps`: where the run's progress
-    stands when scoring starts (scoring is one step a set)."""
+    stands when scoring starts (scoring is one step a set). `failed`: {set: {retriever: {qid: problem}}} of the
+    queries that got no answer (the report is then incomplete)."""
     progress = progress or RunProgress()
     steps = len(sets) if steps is None else steps
     parts = {key: {} for key in ("results", "per_query", "significance", "by_tag")}
@@ -203,7 +207,7 @@ def score(cfg: RunConfig, corpus, sets: list[QuerySet], runs_by_set: dict, confi
         done += 1
         progress.step(done, steps, f"evaluating {qs.name}")
     return R.Report(R.new_meta(corpus, cfg, configs, timings, sets), parts["results"], parts["per_query"],
-                    parts["significance"], by_tag=parts["by_tag"] or None)
+                    parts["significance"], by_tag=parts["by_tag"] or None, failed_queries=failed)
 
 
 class RunFolder:

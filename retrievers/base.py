@@ -26,6 +26,11 @@ what, since every cache is keyed by content; so, like the progress callback, it 
 option, and it never reaches a config, a run key or a report. The retriever records the options it was made with as
 `.options`, so a run can be named by (retriever, options, k) and handed to a retriever made of others (the hybrid)
 instead of being searched again.
+
+A retriever whose answers can fail query by query (a live service, `retrievers/http.py`) may tolerate some failures
+when told to: each such query gets `{}`, and after each search the retriever lists them as `failed` (`{qid:
+problem}`), which the runner records in the report, marking it incomplete. A failure it does not tolerate is
+`QueryFailed`, whose message already names the retriever, the query and the problem.
 """
 
 import dataclasses
@@ -43,7 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from corpus.errors import BadInput
+from corpus.errors import BadInput, redact
 
 
 # Cosines and fused scores live in [-1, 2]; float32 noise between CPUs is about 1e-6 there, so 5 places keep every
@@ -54,6 +59,11 @@ SCORE_DECIMALS = 5
 def stable_scores(scores: np.ndarray) -> np.ndarray:
     """`scores` rounded to SCORE_DECIMALS places: what a retriever ranks by when its floats come from CPU kernels."""
     return np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
+
+
+class QueryFailed(BadInput):
+    """A search stopped by a query the retriever could not answer, said in full by the retriever itself (which query,
+    what went wrong). `Checked` passes it on unchanged instead of searching each query alone for the culprit."""
 
 
 class Retriever(Protocol):
@@ -73,10 +83,11 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "hybrid": ("retrievers.hybrid", "make", "HybridOptions"),
     "dense": ("retrievers.model_folder", "make", "DenseOptions"),
     "sword": ("retrievers.sword", "make", "SwordOptions"),
+    "http": ("retrievers.http", "make", "HttpOptions"),
 }
 # Registered names whose answers come from outside this package (a live service, another program) and so are
 # checked like plugins' (see `Checked`); an adapter registered here joins this set.
-CHECKED: frozenset[str] = frozenset()
+CHECKED: frozenset[str] = frozenset({"http"})
 # What `-r all` runs: one retriever of each kind. bm25-rm3 is BM25 with expansion; it has its own report (lexical.md).
 # `dense` needs a model folder, so it is run only when named. `sword` runs in its default mode, multiword: "all
 # words", in canonical order, which is what Xiphos and BibleTime search for by default (retrievers/sword.py); it sits
@@ -250,6 +261,7 @@ class Checked:
     def __init__(self, inner, source: Source, corpus, options):
         self.inner, self.name, self.position = inner, source.spec, corpus.position
         self.origin = source.origin
+        self.failed: dict[str, str] = {}  # the last search's failed queries (see the module docstring)
         config = getattr(inner, "config", None)
         # The config is what decides the results; a plugin without a dataclass config is decided by its options.
         self.config = config if dataclasses.is_dataclass(config) and not isinstance(config, type) else options
@@ -257,10 +269,25 @@ class Checked:
     def search(self, queries: dict[str, str], k: int) -> dict[str, dict[str, float]]:
         try:
             run = self.inner.search(queries, k)
+        except QueryFailed:
+            raise
         except Exception as e:  # noqa: BLE001 - a plugin may raise anything; one line names it and the query
             raise BadInput(f"retriever {self.name}: search raised {_one_line(e)}{self._culprit(queries, k)}") \
                 from None
-        return check_run(run, queries, k, self.position, self.name)
+        out = check_run(run, queries, k, self.position, self.name)
+        self.failed = self._failed(out, queries)
+        return out
+
+    def _failed(self, run: dict, queries: dict[str, str]) -> dict[str, str]:
+        """The inner retriever's `failed` of this search, held to its meaning: queries asked, each answered `{}`."""
+        failed = getattr(self.inner, "failed", None) or {}
+        if not isinstance(failed, Mapping):
+            raise BadInput(f"retriever {self.name}: failed is {type(failed).__name__}, not {{qid: problem}}")
+        for qid, problem in failed.items():
+            if qid not in queries or run[qid]:
+                raise BadInput(f"retriever {self.name}: lists query id {qid!r} as failed, but it was not asked or "
+                               f"has results")
+        return {qid: str(problem) for qid, problem in failed.items()}
 
     def _culprit(self, queries: dict[str, str], k: int) -> str:
         """Which query makes the search raise: each is searched alone until one does (only on the way to an error,
@@ -330,6 +357,8 @@ def config_dict(retriever: Retriever) -> dict:
         d["origin"] = retriever.origin
     if d.get("dsn"):
         d["dsn"] = redact_dsn(d["dsn"])
+    if isinstance(d.get("url"), str):  # a service's url (http, a plugin's): user:password@ never reaches a report
+        d["url"] = redact(d["url"])
     return d
 
 

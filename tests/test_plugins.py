@@ -129,7 +129,8 @@ def test_the_example_runs_by_import_path_and_by_entry_point(site, tmp_path):
 
 def test_entry_points_list_in_help_and_run_with_all(site):
     help_text = bench(site, "run", "--help").stdout
-    assert "hybrid, dense, sword, overlap, all, or package.module:factory" in " ".join(help_text.split()).replace("│ ", "")
+    said = " ".join(help_text.split()).replace("│ ", "")
+    assert "hybrid, dense, sword, http, overlap, all, or package.module:factory" in said
     p = subprocess.run([sys.executable, "-c", "from harness.cli.specs import expand_retrievers as e; "
                         "print(','.join(e(['all'])))"], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(PLUGIN), str(REPO)])})

@@ -47,7 +47,7 @@ def sub_corpus(corpus, first: str, n: int) -> Corpus:
 # ---- registry and shared helpers ------------------------------------------------------------------------------------
 
 def test_registry_names_and_unknown_name(home):
-    assert base.names() == ("ilike", "bm25", "bm25-rm3", "encoder", "minilm", "hybrid", "dense", "sword")
+    assert base.names() == ("ilike", "bm25", "bm25-rm3", "encoder", "minilm", "hybrid", "dense", "sword", "http")
     with pytest.raises(BadInput, match="unknown retriever 'bm26'.*ilike, bm25, bm25-rm3, encoder, minilm, hybrid"):
         base.make("bm26", None, home=home)
 

@@ -108,7 +108,7 @@ def compare(
 
 def perf(
     part: list[str] = typer.Option([], "--part", "-p",
-                                   help="lexical | qps | encoding | wall | gate (repeatable); default: all."),
+                                   help="lexical | qps | encoding | wall | gate | http (repeatable); default: all."),
 ):
     """Speed benchmarks (index build, queries/s, encoding, whole runs cold and warm, gate); writes reports/perf.json."""
     from harness import perf as P

@@ -25,6 +25,8 @@ def result_tables(report: R.Report, console: Console) -> None:
         tags = tag_table(report, s)
         if tags is not None:
             console.print(tags)
+    for line in report.incomplete_lines():  # rows scored with failed queries as unanswered: never a complete result
+        console.print(line, style="bold red", markup=False, highlight=False)
 
 
 def tag_table(report: R.Report, set_name: str, metric: str = "ndcg@10") -> Table | None:

@@ -107,6 +107,8 @@ def search(
         r = make(name, corpus, home=home, on_progress=bars.callback(f"{name}: {corpus.corpus_id} verses"), **opts)
         explained = getattr(r, "search_explained", None)  # the hybrid: one retrieval, fused and explained
         run, parts = explained({"q": query}, k) if explained else (r.search({"q": query}, k), None)
+    if getattr(r, "failed", None):  # a live service that did not answer (tolerated by max_failures): no result
+        raise BadInput(f"retriever {name}: the query failed: {r.failed['q']}")
     parts = parts and parts["q"]  # {docid: {part: (score, rank)}}
     hits = strict_order(run, corpus.position).get("q", {})
     ranked = sorted(hits.items(), key=lambda kv: -kv[1])
