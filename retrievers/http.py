@@ -6,8 +6,8 @@ answer itself is the list). A result is a verse id (a string) or an object whose
 `score_key` field, when present, the score. The list is in rank order: scores, when given, must not rise along it
 (equal scores keep the order given, then are made strictly decreasing, as every retriever's are); results without
 scores get strictly decreasing scores by their position. Ids are OSIS (`John.3.16`) or references as an app writes
-them (`John 3:16`, `Jn 3:16`), read as `bench eval` reads run files, and must be verses of the corpus. A query with
-no text gets `{}` without a request.
+them (`John 3:16`, `Jn 3:16`), read as `bench eval` reads run files, and must be verses of the corpus. Results past
+the k-th are not read. A query with no text gets `{}` without a request.
 
 Requests go out from a pool of `concurrency` threads, each keeping one connection open (http.client), at most `rate`
 a second in all (0: no limit). A request that fails (no connection, no answer within `timeout` seconds, HTTP 5xx or
@@ -135,15 +135,17 @@ class HttpRetriever:
         try:
             with ThreadPoolExecutor(max(1, min(self.options.concurrency, len(asked))), "http") as pool:
                 futures = {pool.submit(session.answer, qid, text): qid for qid, text in asked.items()}
-                for done in as_completed(futures):
-                    try:
-                        out[futures[done]] = done.result()
-                    except Failure as f:
-                        problems[futures[done]] = str(f)
-                        if self.failures + len(problems) > self.options.max_failures:
-                            session.stop.set()  # no new request or retry; what is in flight ends by its timeout
-                            pool.shutdown(wait=False, cancel_futures=True)
-                            break
+                try:
+                    for done in as_completed(futures):
+                        try:
+                            out[futures[done]] = done.result()
+                        except Failure as f:
+                            problems[futures[done]] = str(f)
+                            if self.failures + len(problems) > self.options.max_failures:
+                                break
+                finally:  # stopping (too many failures, an interrupt): no new request or retry; those in flight
+                    session.stop.set()  # end by their timeout
+                    pool.shutdown(wait=False, cancel_futures=True)
         finally:
             session.close()
         if self.failures + len(problems) > self.options.max_failures:
@@ -225,7 +227,7 @@ class Session:
         o = self.r.options
         target = self.r.target.replace("{query}", quote(text, safe="")).replace("{k}", str(self.k))
         for attempt in range(o.retries + 1):
-            if self.stop.is_set():
+            if self.stop.is_set():  # the search is stopping: this query's answer will not be read
                 return None
             self.pace()
             try:
@@ -239,8 +241,9 @@ class Session:
                 if not f.retry or attempt == o.retries:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""
                     raise Failure(f"{f}{tries}") from None
-            time.sleep(o.backoff * 2 ** attempt * (0.5 + random.Random(f"{qid}/{attempt}").random()))
-        return None  # not reached
+            # the wait ends early when the search stops, so a stopping run does not sit out a long backoff
+            self.stop.wait(o.backoff * 2 ** attempt * (0.5 + random.Random(f"{qid}/{attempt}").random()))
+        raise AssertionError("not reached: the last try returns or raises")
 
     def pace(self) -> None:
         """Wait for this request's slot under `rate`: slots are handed out `1/rate` seconds apart, first come first
@@ -251,7 +254,7 @@ class Session:
             now = time.monotonic()
             slot = max(now, self.next_slot)
             self.next_slot = slot + self.gap
-        time.sleep(max(0.0, slot - now))
+        self.stop.wait(max(0.0, slot - now))
 
     def connection(self) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection, and whether it has served a request before."""
@@ -289,8 +292,7 @@ class Session:
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
-            return_text = body[:60].decode("utf-8", "replace")
-            raise Failure(f"the answer is not JSON (it starts {return_text!r})") from None
+            raise Failure(f"the answer is not JSON (it starts {body[:60].decode('utf-8', 'replace')!r})") from None
 
     def drop(self, conn) -> None:
         conn.close()

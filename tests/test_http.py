@@ -146,6 +146,20 @@ def test_each_worker_keeps_one_connection_and_no_more_than_concurrency_are_in_fl
     assert len({port for *_, port, _ in s.requests}) <= 3  # kept alive: one connection per worker
 
 
+def test_rate_hands_out_request_slots_1_over_rate_apart(nt_corpus, home):
+    from retrievers.http import Session
+
+    session = Session(http(nt_corpus, home, "http://127.0.0.1:1" + SEARCH, rate=200).inner, 10)
+    session.pace()
+    first = session.next_slot
+    threads = [threading.Thread(target=session.pace) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert session.next_slot - first == pytest.approx(4 / 200)  # 5 slots, each 5 ms after the one before
+
+
 def test_a_password_in_the_url_authenticates_and_is_never_shown(service, nt_corpus, home):
     s = service(lambda q, k, tries: (500, {"error": "down"}, 0))
     url = s.url.replace("http://", "http://me:s3cret@")
@@ -296,6 +310,16 @@ def test_a_run_against_a_bad_service_is_one_line_exit_2_and_writes_nothing(servi
     assert line.startswith(f"error: retriever http: {s.url.replace('http://', 'http://me:***@')}: query ")
     assert words in line and "s3cret" not in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+
+def test_bench_search_says_a_tolerated_failure_instead_of_no_verse_matched(service):
+    s = service(lambda q, k, tries: (500, {"error": "shard 3 down"}, 0))
+    line = one_error_line(bench("search", "love", "-r", "http", "-o", f"url={s.url}", "-o", "max_failures=1",
+                                "-o", "retries=0"))
+    assert line == "error: retriever http: the query failed: HTTP 500 Internal Server Error: shard 3 down"
+    ok = service(ranked)
+    found = bench("search", "love", "-r", "http", "-o", f"url={ok.url}", "--k", "2", "--json")
+    assert [h["docid"] for h in json.loads(found.stdout)] == VERSES[:2], found.stderr
 
 
 @pytest.mark.slow
