@@ -150,6 +150,9 @@ def test_rate_hands_out_request_slots_1_over_rate_apart(nt_corpus, home):
     from retrievers.http import Session
 
     session = Session(http(nt_corpus, home, "http://127.0.0.1:1" + SEARCH, rate=200).inner, 10)
+    # a frozen clock: five requests at one instant get five slots 5 ms apart, however late a busy machine starts
+    # the threads (with the real clock, a thread started after its slot had passed got a fresh one: flaky under load)
+    session.clock = lambda: 1000.0
     session.pace()
     first = session.next_slot
     threads = [threading.Thread(target=session.pace) for _ in range(4)]
