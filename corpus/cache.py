@@ -190,6 +190,21 @@ def clear_way(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def publish_folder(tmp: Path, final: Path, manifest: dict) -> Path:
+    """Finish a folder built in `tmp` (from `temp_folder`): its manifest.json, then the seal (last: a folder without
+    it was never finished), then the rename that makes it visible. Another process that finished the same folder
+    first wins, and this copy is dropped."""
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    seal_folder(tmp)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp)
+    return final
+
+
 def temp_folder(final: Path) -> Path:
     """A fresh temp folder beside `final` (same filesystem, so the rename into place is atomic)."""
     clear_way(final.parent)

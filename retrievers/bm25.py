@@ -186,14 +186,7 @@ def ensure_index(corpus, home: Path, on_progress=None) -> Path:
         indexer.close()
         manifest = {**index_settings(corpus), "verses": len(corpus),
                     "build_seconds": round(time.perf_counter() - start, 2)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        cache.seal_folder(tmp)  # last: a folder without it was never finished
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(tmp)  # another process finished the same index first
+        cache.publish_folder(tmp, final, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

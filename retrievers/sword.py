@@ -314,14 +314,7 @@ def module_folder(module: Module, home: Path, on_progress=None) -> Path:
         if not any((data / "lucene").glob("segments*")):
             raise BadInput(f"sword: mkfastmod built no Lucene index for {module.name} in {data / 'lucene'}")
         manifest = {**key, "data_path": module.data_path, "build_seconds": round(time.perf_counter() - start, 2)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        cache.seal_folder(tmp)  # last: a folder without it was never finished
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(tmp)  # another process finished the same folder first
+        cache.publish_folder(tmp, final, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
