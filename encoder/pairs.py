@@ -154,7 +154,8 @@ def build(translations=("web", "kjv", "asv", "ylt", "dar"), *, val_fraction: flo
     labels, naves_train, naves_val, topics_used, nstats = _naves(
         naves, naves_holdout, root, ids, pos, held, any_text, forbidden, frozenset(kjv_ids))
     comment = _commentary(pos, held, in_x, any_text, forbidden) if commentary else None
-    nat_anchors, nat_label, nat_stats = _natural(natural, labels, len(naves_train), root) if natural else ((), (), None)
+    nat_anchors, nat_label, nat_stats = (_natural(natural, labels, len(naves_train), forbidden) if natural else
+                                          ((), (), None))
     n_tr = len(translations)
     stats = {
         "translations": list(translations),
@@ -259,11 +260,11 @@ def read_natural(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _natural(path: Path, labels: list[str], n_train: int, root) -> tuple[tuple, tuple, dict]:
+def _natural(path: Path, labels: list[str], n_train: int, forbidden: frozenset[str]) -> tuple[tuple, tuple, dict]:
     """Natural anchors whose label is a TRAINING label (the first `n_train` of `labels`), minus any anchor that is,
-    or nearly is (token Jaccard >= NATURAL_NEAR), a query of a committed set."""
+    or nearly is (token Jaccard >= NATURAL_NEAR), a query of a committed set (`forbidden`: their normalised texts)."""
     train_label = {t: k for k, t in enumerate(labels[:n_train])}
-    evals = [frozenset(q.split()) for q in eval_queries(root)]
+    evals = [frozenset(q.split()) for q in forbidden]
     anchors, label_of = [], []
     stats = {"file": str(Path(path).relative_to(REPO) if Path(path).is_relative_to(REPO) else path), "rows": 0,
              "label_not_in_training": 0, "near_an_evaluation_query": 0}
